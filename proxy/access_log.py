@@ -1,0 +1,111 @@
+"""Outermost stage: give each request its id and context, turn failures into
+OpenAI-shaped errors, and write the one JSON log line per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from aiohttp import web
+
+from proxy.context import CONTEXT_KEY, RequestContext
+from proxy.errors import GatewayError, from_http_exception
+from proxy.keys import OBSERVERS, STATE
+from proxy.logs import log, log_event
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_MAX_REQUEST_ID = 200
+
+
+def request_id_for(request: web.Request) -> str:
+    """The caller's ``X-Request-Id`` if it is sane, else a new one."""
+    given = request.headers.get(REQUEST_ID_HEADER)
+    if given and len(given) <= _MAX_REQUEST_ID and given.isprintable() and given.isascii():
+        return given
+    return uuid.uuid4().hex
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Run the rest of the pipeline and account for how it ended."""
+    ctx = RequestContext(request_id=request_id_for(request), state=request.app[STATE].current)
+    ctx.endpoint = getattr(request.match_info.handler, "endpoint", None)
+    request[CONTEXT_KEY] = ctx
+    try:
+        response = await handler(request)
+    except GatewayError as exc:
+        response = _error_response(ctx, exc)
+    except web.HTTPException as exc:
+        response = _error_response(ctx, from_http_exception(exc))
+    except asyncio.CancelledError:
+        _client_gone(request, ctx)
+        raise
+    except ConnectionResetError:
+        _client_gone(request, ctx)
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"event": "internal_error",
+                                                "fields": {"request_id": ctx.request_id}})
+        response = _error_response(ctx, GatewayError(
+            500, "The gateway failed while handling this request; it has been logged "
+            f"under request id {ctx.request_id}.", code="internal_error"))
+    ctx.status = ctx.status or response.status
+    _finish(request, ctx)
+    return response
+
+
+def _client_gone(request: web.Request, ctx: RequestContext) -> None:
+    ctx.status = 499
+    ctx.error = "client_disconnected"
+    _finish(request, ctx)
+
+
+def _error_response(ctx: RequestContext, error: GatewayError) -> web.Response:
+    ctx.error = error.code or error.type
+    ctx.status = error.status
+    return error.to_response()
+
+
+def _finish(request: web.Request, ctx: RequestContext) -> None:
+    for observe in request.app[OBSERVERS]:
+        observe(ctx)
+    if log.isEnabledFor(logging.INFO):
+        log_event("request", **request_fields(request, ctx))
+
+
+def request_fields(request: web.Request, ctx: RequestContext) -> dict[str, object]:
+    """The fields of the per-request log line; never a prompt, an answer or a key."""
+    now = time.perf_counter()
+    fields: dict[str, object] = {
+        "request_id": ctx.request_id,
+        "method": request.method,
+        "path": request.path,
+        "status": ctx.status,
+        "latency_ms": round((now - ctx.started) * 1000, 3),
+    }
+    if ctx.first_byte_at is not None:
+        fields["ttft_ms"] = round((ctx.first_byte_at - ctx.started) * 1000, 3)
+    optional = {
+        "provider": ctx.provider,
+        "model": ctx.model,
+        "task_type": ctx.task_type,
+        "caller": ctx.caller,
+        "user": ctx.user,
+        "stream": ctx.stream or None,
+        "cache": ctx.cache,
+        "prompt_tokens": ctx.prompt_tokens,
+        "completion_tokens": ctx.completion_tokens,
+        "error": ctx.error,
+        "notes": ctx.notes or None,
+    }
+    fields.update((k, v) for k, v in optional.items() if v is not None)
+    return fields
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: every answer, streamed or not, carries its id."""
+    ctx = request.get(CONTEXT_KEY)
+    if ctx is not None:
+        response.headers[REQUEST_ID_HEADER] = ctx.request_id

@@ -1,0 +1,65 @@
+"""Assemble the aiohttp application: routes, the middleware pipeline, start-up and shutdown."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy import handlers
+from proxy.access_log import access_log_middleware, add_request_id_header
+from proxy.auth import auth_middleware
+from proxy.cache import cache_middleware
+from proxy.config import GatewayConfig
+from proxy.keys import BIND_HOST, OBSERVERS, POOL, STATE, WATCHER
+from proxy.reload import ConfigWatcher
+from proxy.routing import routing_middleware
+from proxy.state import StateHolder, build_state
+from proxy.upstreams import UpstreamPool
+from proxy.validation import validation_middleware
+
+# Order matters: each stage relies on the ones before it.
+PIPELINE = (
+    access_log_middleware,  # request id, context, errors, the log line, metrics hook
+    auth_middleware,  # who is calling
+    validation_middleware,  # read, parse and check the body
+    cache_middleware,  # answer from cache when possible
+    routing_middleware,  # pick the model
+)
+
+
+def create_app(
+    config: GatewayConfig,
+    *,
+    config_path: str | None = None,
+    bind_host: str = "127.0.0.1",
+    watch_interval: float = 0.5,
+) -> web.Application:
+    """The gateway as an aiohttp app; upstream sessions open on start-up."""
+    app = web.Application(middlewares=PIPELINE)
+    app[BIND_HOST] = bind_host
+    app[OBSERVERS] = []
+    app[WATCHER] = None
+    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
+    app.router.add_post("/v1/embeddings", handlers.embeddings)
+    app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/health", handlers.health)
+    app.on_response_prepare.append(add_request_id_header)
+
+    async def open_upstreams(app: web.Application) -> None:
+        pool = UpstreamPool(connect_timeout=config.api.connect_timeout)
+        app[POOL] = pool
+        holder = StateHolder(build_state(config, pool))
+        app[STATE] = holder
+        if config_path is not None:
+            watcher = ConfigWatcher(config_path, holder, pool, bind_host, interval=watch_interval)
+            app[WATCHER] = watcher
+            watcher.start()
+
+    async def close_upstreams(app: web.Application) -> None:
+        watcher = app[WATCHER]
+        if watcher is not None:
+            await watcher.stop()
+        await app[POOL].close()
+
+    app.on_startup.append(open_upstreams)
+    app.on_cleanup.append(close_upstreams)
+    return app

@@ -1,0 +1,165 @@
+"""Command line: ``python -m proxy`` / ``llm-gateway``.
+
+Loads the config, refuses unsafe binds, then serves with one worker in this
+process or ``api.workers`` processes sharing the port (``SO_REUSEPORT``).
+SIGTERM or SIGINT drains: no new connections, in-flight requests and streams
+get ``api.shutdown_timeout`` seconds to finish, then exit 0. SIGHUP reloads
+the config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+
+from aiohttp import web
+
+from proxy import __version__
+from proxy.app import create_app
+from proxy.auth import unsafe_bind_reason
+from proxy.config import ConfigError, GatewayConfig, load_config
+from proxy.keys import WATCHER
+from proxy.logs import log_event, setup_logging, stop_logging
+
+CONFIG_ENV = "LLM_GATEWAY_CONFIG"
+DEFAULT_CONFIG = "config/local.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options."""
+    parser = argparse.ArgumentParser(prog="llm-gateway", description="OpenAI-compatible LLM gateway")
+    parser.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG),
+                        help=f"config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
+    parser.add_argument("--host", help="listen address (overrides api.host)")
+    parser.add_argument("--port", type=int, help="listen port (overrides api.port; 0 picks a free one)")
+    parser.add_argument("--workers", type=int, help="worker processes (overrides api.workers)")
+    parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    parser.add_argument("--version", action="version", version=f"llm-gateway {__version__}")
+    return parser.parse_args(argv)
+
+
+def effective_config(args: argparse.Namespace) -> GatewayConfig:
+    """The config file with command-line overrides applied."""
+    config = load_config(args.config)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+                 if v is not None}
+    if overrides:
+        config = dataclasses.replace(config, api=dataclasses.replace(config.api, **overrides))
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = parse_args(argv)
+    try:
+        config = effective_config(args)
+    except ConfigError as exc:
+        print(f"llm-gateway: {exc}", file=sys.stderr)
+        return 2
+    problem = unsafe_bind_reason(config.auth, config.api.host)
+    if problem:
+        print(f"llm-gateway: {problem}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"llm-gateway: {args.config} is valid")
+        return 0
+    if config.api.workers > 1:
+        return supervise(args, config)
+    return run_worker(args, reuse_port=False)
+
+
+def run_worker(args: argparse.Namespace, reuse_port: bool) -> int:
+    """Serve in this process until SIGTERM or SIGINT."""
+    config = effective_config(args)
+    setup_logging(config.monitoring.log_level)
+    try:
+        asyncio.run(serve(config, os.path.abspath(args.config), reuse_port))
+    except OSError as exc:
+        log_event("gateway_failed", logging.ERROR, error=f"cannot listen: {exc.strerror or exc}")
+        return 1
+    finally:
+        stop_logging()
+    return 0
+
+
+async def serve(config: GatewayConfig, config_path: str | None, reuse_port: bool = False) -> None:
+    """Run the gateway until a stop signal, then drain and clean up."""
+    api = config.api
+    app = create_app(config, config_path=config_path, bind_host=api.host)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=api.shutdown_timeout,
+                           access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, api.host, api.port, reuse_port=reuse_port or None, backlog=2048)
+    await site.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    watcher = app[WATCHER]
+    if watcher is not None:
+        loop.add_signal_handler(signal.SIGHUP, watcher.request_reload)
+    port = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else api.port  # type: ignore[union-attr]
+    log_event("gateway_started", host=api.host, port=port, pid=os.getpid(), version=__version__,
+              config=config_path, providers=sorted(config.providers))
+    await stop.wait()
+    log_event("gateway_stopping", pid=os.getpid(), grace_seconds=api.shutdown_timeout)
+    await runner.cleanup()
+    log_event("gateway_stopped", pid=os.getpid())
+
+
+def _worker_entry(args: argparse.Namespace) -> None:
+    raise SystemExit(run_worker(args, reuse_port=True))
+
+
+def supervise(args: argparse.Namespace, config: GatewayConfig) -> int:
+    """Run ``api.workers`` processes on one port; restart any that dies; pass signals on."""
+    setup_logging(config.monitoring.log_level)
+    spawn = multiprocessing.get_context("spawn")
+    count = config.api.workers
+    stopping = False
+
+    def start() -> multiprocessing.process.BaseProcess:
+        proc = spawn.Process(target=_worker_entry, args=(args,), daemon=False)
+        proc.start()
+        return proc
+
+    def on_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in workers:
+            if proc.pid and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    def on_hup(_signum: int, _frame: object) -> None:
+        for proc in workers:
+            if proc.pid and proc.is_alive():
+                os.kill(proc.pid, signal.SIGHUP)
+
+    workers = [start() for _ in range(count)]
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    log_event("supervisor_started", pid=os.getpid(), workers=count, port=config.api.port)
+    failed = False
+    while workers:
+        time.sleep(0.2)
+        for i, proc in enumerate(list(workers)):
+            if proc.is_alive():
+                continue
+            if stopping:
+                workers.remove(proc)
+                failed = failed or proc.exitcode not in (0, None)
+            else:
+                log_event("worker_died", logging.ERROR, pid=proc.pid, exitcode=proc.exitcode,
+                          note="restarting it")
+                workers[workers.index(proc)] = start()
+    log_event("supervisor_stopped", pid=os.getpid())
+    stop_logging()
+    return 1 if failed else 0

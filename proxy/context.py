@@ -1,0 +1,49 @@
+"""The per-request record that each pipeline stage reads and fills in."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from proxy.routing import Route
+    from proxy.state import GatewayState
+
+CONTEXT_KEY = "gateway_context"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What the gateway knows about one request, from arrival to the log line."""
+
+    request_id: str
+    state: "GatewayState"
+    started: float = field(default_factory=time.perf_counter)
+    endpoint: str | None = None
+    caller: str | None = None
+    body: dict[str, Any] | None = None
+    task_type: str | None = None
+    user: str | None = None
+    route: "Route | None" = None
+    provider: str | None = None
+    model: str | None = None
+    stream: bool = False
+    status: int = 0
+    error: str | None = None
+    cache: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_byte_at: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def mark_first_byte(self) -> None:
+        """Record when the first byte of the answer went to the caller."""
+        if self.first_byte_at is None:
+            self.first_byte_at = time.perf_counter()
+
+    def record_usage(self, usage: dict[str, Any] | None) -> None:
+        """Keep the token counts of an OpenAI ``usage`` object."""
+        if usage:
+            self.prompt_tokens = usage.get("prompt_tokens")
+            self.completion_tokens = usage.get("completion_tokens")

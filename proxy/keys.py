@@ -1,0 +1,19 @@
+"""Typed keys for what the gateway keeps on the aiohttp application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from proxy.context import RequestContext
+    from proxy.reload import ConfigWatcher
+    from proxy.state import StateHolder
+    from proxy.upstreams import UpstreamPool
+
+STATE = web.AppKey("state", "StateHolder")
+POOL = web.AppKey("pool", "UpstreamPool")
+WATCHER = web.AppKey("watcher", "ConfigWatcher | None")
+BIND_HOST = web.AppKey("bind_host", str)
+OBSERVERS = web.AppKey("observers", "list[Callable[[RequestContext], None]]")

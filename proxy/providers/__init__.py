@@ -1,0 +1,32 @@
+"""Provider adapters, one module each, and the table that picks one by ``type``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from proxy.providers.base import ProviderAdapter
+from proxy.providers.mock import MockAdapter
+from proxy.providers.openai import OpenAIAdapter
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from proxy.config import ApiConfig, ProviderConfig
+
+ADAPTERS: dict[str, type[ProviderAdapter]] = {
+    "openai": OpenAIAdapter,
+    "openai_compatible": OpenAIAdapter,
+    "mock": MockAdapter,
+}
+
+
+def adapter_class(kind: str) -> type[ProviderAdapter]:
+    """The adapter class for a provider ``type``."""
+    return ADAPTERS.get(kind, ProviderAdapter)
+
+
+def build_adapter(
+    config: "ProviderConfig", api: "ApiConfig", session: "aiohttp.ClientSession | None"
+) -> ProviderAdapter:
+    """An adapter for one configured provider."""
+    return adapter_class(config.type)(config, api, session)

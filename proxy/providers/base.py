@@ -1,0 +1,209 @@
+"""What every provider adapter offers the gateway, and the errors it raises.
+
+Callers only ever speak OpenAI's Chat Completions. An adapter takes an
+OpenAI-shaped request (:class:`UpstreamCall`), speaks its upstream's own
+protocol, and hands back OpenAI-shaped answers: a dict for a plain call, and a
+:class:`ChatStream` of ``chat.completion.chunk`` JSON payloads for a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+import aiohttp
+import orjson
+
+from proxy.errors import GatewayError
+
+if TYPE_CHECKING:
+    from proxy.config import ApiConfig, ModelConfig, ProviderConfig
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """One request for one upstream model."""
+
+    model: "ModelConfig"
+    body: dict[str, Any]
+    request_id: str
+    include_usage: bool = False
+
+    def timeout_or(self, default: float) -> float:
+        """The model's own timeout, else ``default``."""
+        return self.model.timeout or default
+
+
+class UpstreamError(GatewayError):
+    """The upstream failed before any byte of the answer reached the caller."""
+
+    def __init__(self, status: int, message: str, *, retryable: bool, **kwargs: Any) -> None:
+        super().__init__(status, message, **kwargs)
+        self.retryable = retryable
+
+
+class StreamInterrupted(Exception):
+    """The upstream failed after the stream had begun; ``error`` says how."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class ChatStream:
+    """OpenAI ``chat.completion.chunk`` payloads (JSON bytes, no SSE framing).
+
+    Iterating yields each chunk as it arrives. When iteration ends normally the
+    upstream finished cleanly; ``usage`` then holds the exact token counts if
+    the upstream reported them. A failure mid-stream raises
+    :class:`StreamInterrupted`.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes] | None = None, release: Any = None) -> None:
+        self.chunks: AsyncIterator[bytes] | None = chunks
+        self._release = release
+        self.usage: dict[str, Any] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        assert self.chunks is not None, "a ChatStream needs its chunks before iteration"
+        return self.chunks
+
+    async def aclose(self) -> None:
+        """Stop reading and give the upstream connection back (or close it)."""
+        aclose = getattr(self.chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+
+class ProviderAdapter:
+    """Base class: one instance per configured provider per config snapshot."""
+
+    supports_embeddings = True
+
+    def __init__(
+        self,
+        config: "ProviderConfig",
+        api: "ApiConfig",
+        session: aiohttp.ClientSession | None,
+    ) -> None:
+        self.config = config
+        self.api = api
+        self.session = session
+
+    @property
+    def name(self) -> str:
+        """The provider's configured name."""
+        return self.config.name
+
+    def status(self) -> str:
+        """``available`` or ``unconfigured`` (no key); breakers refine this later."""
+        return "available" if self.config.configured else "unconfigured"
+
+    async def chat(self, call: UpstreamCall) -> dict[str, Any]:
+        """One complete chat answer in OpenAI's shape."""
+        raise NotImplementedError
+
+    async def chat_stream(self, call: UpstreamCall) -> ChatStream:
+        """Open a streamed chat answer; raise :class:`UpstreamError` if it cannot start."""
+        raise NotImplementedError
+
+    async def embeddings(self, call: UpstreamCall) -> dict[str, Any]:
+        """An embeddings answer in OpenAI's shape."""
+        raise GatewayError(
+            400,
+            f"Provider '{self.name}' does not offer embeddings; choose an embeddings model.",
+            code="unsupported_endpoint",
+            param="model",
+        )
+
+
+def connection_error(provider: str, exc: BaseException) -> UpstreamError:
+    """The error for an upstream we could not reach or that timed out."""
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamError(
+            504, f"Upstream '{provider}' did not answer in time.", code="upstream_timeout", retryable=True
+        )
+    return UpstreamError(
+        502, f"Could not reach upstream '{provider}'.", code="upstream_unreachable", retryable=True
+    )
+
+
+_RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+
+
+def upstream_http_error(
+    provider: str, status: int, body: bytes, retry_after: str | None = None
+) -> UpstreamError:
+    """Map an upstream's non-2xx answer to the error the caller should see.
+
+    The caller's own mistakes (400, 404, 413, 422, ...) come back with the
+    upstream's status and message. A 401 or 403 means *our* key for that
+    upstream is bad, which is never the caller's fault: it becomes a 502.
+    Overload and server failures become 502, 503 or 504, marked retryable.
+    """
+    message, kind, param, code = _error_fields(body)
+    retryable = status in _RETRYABLE_STATUSES
+    headers = {"Retry-After": retry_after} if retry_after else None
+    if status in (401, 403):
+        return UpstreamError(
+            502,
+            f"Upstream '{provider}' refused the gateway's credentials (HTTP {status}); "
+            "this is a gateway configuration problem, not your key.",
+            code="upstream_auth_failed",
+            retryable=False,
+        )
+    if status == 429:
+        return UpstreamError(
+            429,
+            f"Upstream '{provider}' is rate limiting: {message or 'too many requests'}",
+            code=code or "rate_limit_exceeded",
+            retryable=True,
+            headers=headers,
+        )
+    if status in (408, 504):
+        return UpstreamError(504, f"Upstream '{provider}' timed out (HTTP {status}).",
+                             code="upstream_timeout", retryable=True)
+    if status in (503, 529):
+        return UpstreamError(503, f"Upstream '{provider}' is overloaded or unavailable "
+                             f"(HTTP {status}): {message or 'no detail'}",
+                             code="upstream_unavailable", retryable=True, headers=headers)
+    if status >= 500:
+        return UpstreamError(502, f"Upstream '{provider}' failed (HTTP {status}): "
+                             f"{message or 'no detail'}", code="upstream_error", retryable=True)
+    return UpstreamError(
+        status if 400 <= status < 500 else 502,
+        message or f"Upstream '{provider}' answered HTTP {status}.",
+        code=code,
+        param=param,
+        type=kind if isinstance(kind, str) and kind else None,
+        retryable=False,
+    )
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
+    """Message, type, param and code from an OpenAI- or Anthropic-style error body."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:300].decode("utf-8", "replace").strip()
+        return (text or None), None, None, None
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(error, str):
+        return error, None, None, None
+    if not isinstance(error, dict):
+        return None, None, None, None
+    code = error.get("code")
+    return (
+        _as_text(error.get("message")),
+        _as_text(error.get("type")),
+        _as_text(error.get("param")),
+        str(code) if code is not None else None,
+    )
+
+
+def _as_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,109 @@
+"""Read the request body once, parse it once, and check it against the endpoint's schema.
+
+The parsed body is left on the request context for every later stage; no
+stage reads or parses it again.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import orjson
+from aiohttp import web
+
+from proxy.context import CONTEXT_KEY
+from proxy.errors import GatewayError
+
+
+def _load_validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = orjson.loads(resources.files("proxy").joinpath(f"schemas/{name}.schema.json").read_bytes())
+    return jsonschema.Draft202012Validator(schema)
+
+
+VALIDATORS: dict[str, jsonschema.Draft202012Validator] = {
+    "chat": _load_validator("chat_completions"),
+    "embeddings": _load_validator("embeddings"),
+}
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing with 413 as soon as it passes ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"Request body is larger than this gateway accepts ({limit} bytes); "
+        "send less, or ask the operator to raise api.max_body_bytes.",
+        code="request_too_large",
+    )
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 that says what is wrong with it."""
+    if not raw:
+        raise GatewayError(400, "Request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, f"Request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(doc, dict):
+        raise GatewayError(400, "Request body must be a JSON object.", code="invalid_json")
+    return doc
+
+
+def check_schema(endpoint: str, doc: dict[str, Any]) -> None:
+    """Raise a 400 naming the first field that breaks the endpoint's schema."""
+    validator = VALIDATORS[endpoint]
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is None:
+        return
+    param = field_path(error)
+    raise GatewayError(400, f"Invalid value for '{param}': {_explain(error)}",
+                       code="invalid_request", param=param)
+
+
+def field_path(error: jsonschema.ValidationError) -> str:
+    """``messages[0].role`` style path of a schema error (its missing field included)."""
+    path = ""
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else ""
+        path = f"{path}.{missing}" if path else missing
+    return path or "body"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    if error.validator == "required":
+        return "this field is required."
+    if error.validator == "anyOf":
+        return f"{orjson.dumps(error.instance).decode()[:80]} is not an accepted type for this field."
+    return error.message[:300]
+
+
+@web.middleware
+async def validation_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Parse and check JSON bodies of the endpoints that take one."""
+    ctx = request[CONTEXT_KEY]
+    if ctx.endpoint in VALIDATORS:
+        raw = await read_body(request, ctx.state.config.api.max_body_bytes)
+        body = parse_body(raw)
+        check_schema(ctx.endpoint, body)
+        ctx.body = body
+        ctx.stream = bool(body.get("stream"))
+        user = body.get("user")
+        ctx.user = user if isinstance(user, str) else None
+    return await handler(request)
