@@ -6,12 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
 if TYPE_CHECKING:
     from proxy.routing import Route
     from proxy.state import GatewayState
-
-CONTEXT_KEY = "gateway_context"
-
 
 @dataclass(slots=True)
 class RequestContext:
@@ -47,3 +46,6 @@ class RequestContext:
         if usage:
             self.prompt_tokens = usage.get("prompt_tokens")
             self.completion_tokens = usage.get("completion_tokens")
+
+
+CONTEXT_KEY = web.RequestKey("gateway_context", RequestContext)

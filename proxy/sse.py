@@ -33,17 +33,26 @@ def data_event(payload: bytes) -> bytes:
 class SSEParser:
     """Feed bytes in with :meth:`feed`; get back the events they complete."""
 
-    __slots__ = ("_buffer", "_pending_cr")
+    __slots__ = ("_pieces", "_size", "_pending_cr")
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._pieces: list[bytes] = []  # an incomplete event, kept unjoined
+        self._size = 0
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[Event]:
         """Add ``chunk`` and return every event it completes, in order."""
         if b"\r" in chunk or self._pending_cr:
             chunk = self._normalise_newlines(chunk)
-        buffer = self._buffer + chunk if self._buffer else chunk
+        if self._pieces:
+            if b"\n\n" not in self._pieces[-1][-1:] + chunk:
+                # Still inside the same event: keep the piece, join nothing (no quadratic copying).
+                self._keep(chunk)
+                return []
+            buffer = b"".join(self._pieces) + chunk
+            self._pieces, self._size = [], 0
+        else:
+            buffer = chunk
         events: list[Event] = []
         start = 0
         while True:
@@ -54,14 +63,20 @@ class SSEParser:
             if event is not None:
                 events.append(event)
             start = end + 2
-        self._buffer = buffer[start:]
-        if len(self._buffer) > MAX_EVENT_BYTES:
-            raise SSEProtocolError(f"an event exceeded {MAX_EVENT_BYTES} bytes")
+        if start < len(buffer):
+            self._keep(buffer[start:] if start else buffer)
         return events
+
+    def _keep(self, piece: bytes) -> None:
+        self._pieces.append(piece)
+        self._size += len(piece)
+        if self._size > MAX_EVENT_BYTES:
+            raise SSEProtocolError(f"an event exceeded {MAX_EVENT_BYTES} bytes")
 
     def flush(self) -> list[Event]:
         """Events left when the stream ends without a final blank line."""
-        rest, self._buffer = self._buffer, b""
+        rest = b"".join(self._pieces)
+        self._pieces, self._size = [], 0
         if not rest.strip():
             return []
         event = _parse_block(rest.rstrip(b"\n"))

@@ -1,0 +1,65 @@
+"""Shared fixtures: a fake OpenAI upstream and a gateway built on a config dict."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Awaitable, Callable
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from proxy.app import create_app
+from proxy.config import parse_config
+from tests.fakes import FakeOpenAI
+
+GatewayFactory = Callable[..., Awaitable[TestClient]]
+
+BASE_CONFIG: dict[str, Any] = {
+    "api": {"host": "127.0.0.1", "port": 0, "timeout": 5, "shutdown_timeout": 5},
+    "providers": {
+        "mock": {
+            "type": "mock",
+            "mock": {"chunk_count": 4},
+            "models": {"mock-gpt": {"max_tokens": 1000}, "mock-embed": {}},
+        }
+    },
+    "routing": {"default_provider": "mock", "default_model": "mock-gpt"},
+}
+
+
+def make_config(upstream_url: str | None = None, **sections: Any) -> dict[str, Any]:
+    """A config dict: the mock provider, plus an ``openai`` provider at ``upstream_url``."""
+    config = copy.deepcopy(BASE_CONFIG)
+    if upstream_url is not None:
+        config["providers"]["openai"] = {
+            "type": "openai",
+            "api_key": "sk-upstream-secret",
+            "base_url": upstream_url,
+            "models": {
+                "gpt-4o": {"max_tokens": 4096, "temperature": 0.3},
+                "fast": {"upstream_model": "gpt-4o-mini"},
+                "text-embedding-3-small": {},
+            },
+        }
+    for name, value in sections.items():
+        config[name] = value
+    return config
+
+
+@pytest.fixture
+async def fake_openai(aiohttp_server: Any) -> tuple[FakeOpenAI, str]:
+    """A running fake OpenAI upstream and its base URL (``.../v1``)."""
+    fake = FakeOpenAI()
+    server = await aiohttp_server(fake.app())
+    return fake, str(server.make_url("/v1"))
+
+
+@pytest.fixture
+def gateway(aiohttp_client: Any) -> GatewayFactory:
+    """Start the gateway in-process on a config dict; returns a test client for it."""
+
+    async def start(config: dict[str, Any], **app_options: Any) -> TestClient:
+        app = create_app(parse_config(config), **app_options)
+        return await aiohttp_client(app)
+
+    return start

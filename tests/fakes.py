@@ -1,0 +1,146 @@
+"""Fake upstreams that speak the real wire formats, run as aiohttp test servers.
+
+Modelled on aiohttp's own ``examples/fake_server.py``: a small ``web.Application``
+per upstream whose behaviour a test scripts through attributes, and which
+records every request it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+
+
+@dataclass
+class Received:
+    """One request the fake upstream saw."""
+
+    path: str
+    headers: CIMultiDict[str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeOpenAI:
+    """An OpenAI-compatible upstream.
+
+    ``reply`` is the assistant text; streams send it in ``chunks`` pieces
+    ``chunk_delay`` seconds apart. ``fail_status`` makes every call answer that
+    status with an OpenAI error body. ``cut_after`` ends a stream after that
+    many content chunks without ``[DONE]``.
+    """
+
+    reply: str = "Hello from the fake upstream."
+    chunks: int = 4
+    chunk_delay: float = 0.0
+    headers_delay: float = 0.0
+    fail_status: int | None = None
+    fail_message: str = "upstream says no"
+    retry_after: str | None = None
+    cut_after: int | None = None
+    error_event_after: int | None = None
+    usage: dict[str, int] = field(
+        default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    )
+    received: list[Received] = field(default_factory=list)
+    streams_closed: int = 0
+    streams_finished: int = 0
+
+    def app(self) -> web.Application:
+        """The aiohttp application serving this fake."""
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        return app
+
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        body = orjson.loads(await request.read())
+        self.received.append(Received(request.path, request.headers.copy(), body))
+        return body
+
+    def _error(self) -> web.Response:
+        headers = {"Retry-After": self.retry_after} if self.retry_after else None
+        doc = {"error": {"message": self.fail_message, "type": "invalid_request_error",
+                         "param": None, "code": "fake_failure"}}
+        return web.Response(status=self.fail_status or 500, body=orjson.dumps(doc),
+                            content_type="application/json", headers=headers)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        if self.headers_delay:
+            await asyncio.sleep(self.headers_delay)
+        if self.fail_status:
+            return self._error()
+        if body.get("stream"):
+            return await self._stream(request, body)
+        doc = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": self.usage,
+            "system_fingerprint": "fp_fake",
+        }
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
+
+    async def _stream(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        include_usage = (body.get("stream_options") or {}).get("include_usage")
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+                "model": body["model"]}
+        if include_usage:
+            base["usage"] = None
+        size = max(1, -(-len(self.reply) // self.chunks))
+        pieces = [self.reply[i:i + size] for i in range(0, len(self.reply), size)]
+        try:
+            await response.write(_event({**base, "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}))
+            for i, piece in enumerate(pieces):
+                if self.cut_after is not None and i >= self.cut_after:
+                    return response
+                if self.error_event_after is not None and i >= self.error_event_after:
+                    await response.write(_event({"error": {"message": "model overloaded mid-stream",
+                                                           "type": "server_error", "code": 502}}))
+                    return response
+                if self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+                await response.write(_event({**base, "choices": [
+                    {"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+            await response.write(_event({**base, "choices": [
+                {"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+            if include_usage:
+                await response.write(_event({**base, "choices": [], "usage": self.usage}))
+            await response.write(b"data: [DONE]\n\n")
+            self.streams_finished += 1
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.streams_closed += 1
+            raise
+        return response
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        if self.fail_status:
+            return self._error()
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        fmt = body.get("encoding_format", "float")
+        vector: Any = "AACAPwAAAEAAAEBA" if fmt == "base64" else [1.0, 2.0, 3.0]
+        doc = {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": vector} for i in range(len(inputs))],
+            "model": body["model"],
+            "usage": {"prompt_tokens": 5, "total_tokens": 5},
+        }
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
+
+
+def _event(doc: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(doc) + b"\n\n"

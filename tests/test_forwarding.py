@@ -1,0 +1,144 @@
+"""Forwarding: failures before and after the first byte, limits, unreachable upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import openai
+import orjson
+import pytest
+
+from tests.conftest import make_config
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}
+
+
+def _events(text: str) -> list[str]:
+    return [block[len("data: "):] for block in text.split("\n\n") if block.startswith("data: ")]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("failure", ["cut_after", "error_event_after"])
+async def test_failure_mid_stream_ends_with_an_error_event_and_no_done(gateway, fake_openai, failure):
+    fake, url = fake_openai
+    fake.chunks = 6
+    setattr(fake, failure, 2)
+    client = await gateway(make_config(url))
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert resp.status == 200
+    events = _events(await resp.text())
+    assert "[DONE]" not in events
+    last = orjson.loads(events[-1])
+    assert set(last["error"]) == {"message", "type", "param", "code"}
+    assert sum(1 for e in events if '"content"' in e) >= 2
+
+
+async def test_the_openai_sdk_raises_on_a_cut_stream(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.chunks, fake.cut_after = 6, 2
+    client = await gateway(make_config(url))
+    sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key="x", max_retries=0)
+    stream = await sdk.chat.completions.create(model="gpt-4o", messages=CHAT["messages"], stream=True)
+    with pytest.raises(openai.APIError):
+        async for _ in stream:
+            pass
+
+
+async def test_stall_mid_stream_is_bounded_by_the_chunk_timeout(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.chunk_delay = 2.0
+    config = make_config(url)
+    config["providers"]["openai"]["models"]["gpt-4o"]["timeout"] = 0.3
+    client = await gateway(config)
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    events = _events(await asyncio.wait_for(resp.text(), 5))
+    assert orjson.loads(events[-1])["error"]["code"] == "upstream_timeout"
+
+
+async def test_stream_is_relayed_as_it_arrives(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.chunks, fake.chunk_delay = 3, 0.5
+    client = await gateway(make_config(url))
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 0.45)
+    assert b'"role":"assistant"' in first
+    resp.close()
+
+
+async def test_slow_headers_beyond_the_model_timeout_is_504(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.headers_delay = 1.0
+    config = make_config(url)
+    config["providers"]["openai"]["models"]["gpt-4o"]["timeout"] = 0.2
+    client = await gateway(config)
+    for stream in (False, True):
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+        assert resp.status == 504
+        assert (await resp.json())["error"]["code"] == "upstream_timeout"
+
+
+async def test_unreachable_upstream_is_502(gateway) -> None:
+    client = await gateway(make_config(f"http://127.0.0.1:{_free_port()}/v1"))
+    for stream in (False, True):
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+        assert resp.status == 502
+        assert (await resp.json())["error"]["code"] == "upstream_unreachable"
+
+
+async def test_upstream_that_is_not_json_is_502(gateway, aiohttp_server) -> None:
+    from aiohttp import web
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(text="<html>oops</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", broken)
+    server = await aiohttp_server(app)
+    client = await gateway(make_config(str(server.make_url("/v1"))))
+    resp = await client.post("/v1/chat/completions", json=CHAT)
+    assert resp.status == 502
+    assert (await resp.json())["error"]["code"] == "upstream_bad_response"
+
+
+async def test_unconfigured_provider_is_503(gateway, fake_openai) -> None:
+    _, url = fake_openai
+    config = make_config(url)
+    config["providers"]["openai"]["api_key"] = "${UNSET_FOR_THIS_TEST}"
+    client = await gateway(config)
+    resp = await client.post("/v1/chat/completions", json=CHAT)
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "provider_unconfigured"
+
+
+async def test_max_tokens_above_the_model_limit_is_400(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    client = await gateway(make_config(url))
+    for field in ("max_tokens", "max_completion_tokens"):
+        resp = await client.post("/v1/chat/completions", json={**CHAT, field: 5000})
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+        assert error["param"] == field
+        assert "4096" in error["message"]
+    assert fake.received == []
+    assert (await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 4096})).status == 200
+
+
+async def test_caller_disconnect_closes_the_upstream_stream(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.chunks, fake.chunk_delay = 50, 0.05
+    client = await gateway(make_config(url))
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    await resp.content.readuntil(b"\n\n")
+    resp.close()
+    for _ in range(40):
+        if fake.streams_closed:
+            break
+        await asyncio.sleep(0.05)
+    assert fake.streams_closed == 1
+    assert fake.streams_finished == 0
