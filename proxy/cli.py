@@ -29,6 +29,8 @@ from proxy.keys import WATCHER
 from proxy.logs import log_event, setup_logging, stop_logging
 
 CONFIG_ENV = "LLM_GATEWAY_CONFIG"
+QUICK_DEATH_SECONDS = 2.0
+MAX_QUICK_DEATHS = 5
 DEFAULT_CONFIG = "config/local.json"
 
 
@@ -147,19 +149,31 @@ def supervise(args: argparse.Namespace, config: GatewayConfig) -> int:
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
     log_event("supervisor_started", pid=os.getpid(), workers=count, port=config.api.port)
+    started_at = {proc.pid: time.monotonic() for proc in workers}
+    quick_deaths = 0
     failed = False
     while workers:
         time.sleep(0.2)
-        for i, proc in enumerate(list(workers)):
+        for proc in list(workers):
             if proc.is_alive():
                 continue
             if stopping:
                 workers.remove(proc)
                 failed = failed or proc.exitcode not in (0, None)
-            else:
+                continue
+            lived = time.monotonic() - started_at.pop(proc.pid, 0.0)
+            quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
+            if quick_deaths >= MAX_QUICK_DEATHS:
                 log_event("worker_died", logging.ERROR, pid=proc.pid, exitcode=proc.exitcode,
-                          note="restarting it")
-                workers[workers.index(proc)] = start()
+                          note="workers keep dying at start; giving up")
+                on_stop(signal.SIGTERM, None)
+                failed = True
+                continue
+            log_event("worker_died", logging.ERROR, pid=proc.pid, exitcode=proc.exitcode,
+                      note="restarting it")
+            replacement = start()
+            started_at[replacement.pid] = time.monotonic()
+            workers[workers.index(proc)] = replacement
     log_event("supervisor_stopped", pid=os.getpid())
     stop_logging()
     return 1 if failed else 0

@@ -77,6 +77,9 @@ class ProviderConfig:
     api_key: str | None = field(default=None, repr=False)
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     mock: MockSettings = field(default_factory=MockSettings)
+    api_version: str | None = None
+    http_referer: str | None = None
+    x_title: str | None = None
 
     @property
     def configured(self) -> bool:
@@ -295,6 +298,8 @@ def _build_provider(name: str, body: dict[str, Any], unset: dict[str, str]) -> P
             f"{path}.type: provider '{name}' needs a 'type' (one of {', '.join(PROVIDER_TYPES)})"
         )
     base_url = body.get("base_url") or DEFAULT_BASE_URLS.get(kind)
+    if kind == "azure" and not body.get("api_version"):
+        raise ConfigError(f"{path}.api_version: an azure provider needs an api_version (e.g. 2024-10-21)")
     if not base_url and kind not in ("mock",):
         raise ConfigError(f"{path}.base_url: a provider of type '{kind}' needs a base_url")
     models = MappingProxyType(
@@ -318,6 +323,9 @@ def _build_provider(name: str, body: dict[str, Any], unset: dict[str, str]) -> P
         api_key=body.get("api_key") or None,
         headers=MappingProxyType(dict(body.get("headers", {}))),
         mock=MockSettings(**body.get("mock", {})),
+        api_version=body.get("api_version"),
+        http_referer=body.get("http_referer") or None,
+        x_title=body.get("x_title") or None,
     )
 
 

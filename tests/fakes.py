@@ -48,15 +48,23 @@ class FakeOpenAI:
     usage: dict[str, int] = field(
         default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     )
+    keepalive_comments: bool = False
     received: list[Received] = field(default_factory=list)
     streams_closed: int = 0
     streams_finished: int = 0
 
     def app(self) -> web.Application:
-        """The aiohttp application serving this fake."""
+        """The aiohttp application serving this fake at OpenAI's paths."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        return app
+
+    def azure_app(self) -> web.Application:
+        """The same fake at Azure OpenAI's deployment paths."""
+        app = web.Application()
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.chat)
+        app.router.add_post("/openai/deployments/{deployment}/embeddings", self.embeddings)
         return app
 
     async def _record(self, request: web.Request) -> dict[str, Any]:
@@ -102,9 +110,13 @@ class FakeOpenAI:
         size = max(1, -(-len(self.reply) // self.chunks))
         pieces = [self.reply[i:i + size] for i in range(0, len(self.reply), size)]
         try:
+            if self.keepalive_comments:
+                await response.write(b": OPENROUTER PROCESSING\n\n")
             await response.write(_event({**base, "choices": [
                 {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}))
             for i, piece in enumerate(pieces):
+                if self.keepalive_comments:
+                    await response.write(b": OPENROUTER PROCESSING\n\n")
                 if self.cut_after is not None and i >= self.cut_after:
                     return response
                 if self.error_event_after is not None and i >= self.error_event_after:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from proxy.providers.azure import AzureOpenAIAdapter
 from proxy.providers.base import ProviderAdapter
 from proxy.providers.mock import MockAdapter
 from proxy.providers.openai import OpenAIAdapter
+from proxy.providers.openrouter import OpenRouterAdapter
 
 if TYPE_CHECKING:
     import aiohttp
@@ -16,13 +18,15 @@ if TYPE_CHECKING:
 ADAPTERS: dict[str, type[ProviderAdapter]] = {
     "openai": OpenAIAdapter,
     "openai_compatible": OpenAIAdapter,
+    "openrouter": OpenRouterAdapter,
+    "azure": AzureOpenAIAdapter,
     "mock": MockAdapter,
 }
 
 
 def adapter_class(kind: str) -> type[ProviderAdapter]:
     """The adapter class for a provider ``type``."""
-    return ADAPTERS.get(kind, ProviderAdapter)
+    return ADAPTERS[kind]
 
 
 def build_adapter(
