@@ -98,14 +98,25 @@ def request_fields(request: web.Request, ctx: RequestContext) -> dict[str, objec
         "prompt_tokens": ctx.prompt_tokens,
         "completion_tokens": ctx.completion_tokens,
         "error": ctx.error,
+        "fallback_from": ctx.fallback_from,
+        "attempts": ctx.attempts or None,
         "notes": ctx.notes or None,
     }
     fields.update((k, v) for k, v in optional.items() if v is not None)
     return fields
 
 
-async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare`` hook: every answer, streamed or not, carries its id."""
+async def add_gateway_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: every answer carries its id, and says who answered."""
     ctx = request.get(CONTEXT_KEY)
-    if ctx is not None:
-        response.headers[REQUEST_ID_HEADER] = ctx.request_id
+    if ctx is None:
+        return
+    headers = response.headers
+    headers[REQUEST_ID_HEADER] = ctx.request_id
+    if ctx.attempts:
+        headers["X-Gateway-Attempts"] = str(len(ctx.attempts))
+        if ctx.attempts[-1]["outcome"] == "ok":
+            headers["X-Gateway-Provider"] = ctx.provider or ""
+            headers["X-Gateway-Model"] = ctx.model or ""
+        if ctx.fallback_from:
+            headers["X-Gateway-Fallback"] = ctx.fallback_from

@@ -5,11 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from proxy import handlers
-from proxy.access_log import access_log_middleware, add_request_id_header
+from proxy.access_log import access_log_middleware, add_gateway_headers
 from proxy.auth import auth_middleware
 from proxy.cache import cache_middleware
 from proxy.config import GatewayConfig
-from proxy.keys import BIND_HOST, OBSERVERS, POOL, STATE, WATCHER
+from proxy.fallback import Resilience
+from proxy.keys import BIND_HOST, OBSERVERS, POOL, RESILIENCE, STATE, WATCHER
 from proxy.reload import ConfigWatcher
 from proxy.routing import routing_middleware
 from proxy.state import StateHolder, build_state
@@ -38,11 +39,14 @@ def create_app(
     app[BIND_HOST] = bind_host
     app[OBSERVERS] = []
     app[WATCHER] = None
+    resilience = Resilience()
+    resilience.configure(config.fallback)
+    app[RESILIENCE] = resilience
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/embeddings", handlers.embeddings)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/health", handlers.health)
-    app.on_response_prepare.append(add_request_id_header)
+    app.on_response_prepare.append(add_gateway_headers)
 
     async def open_upstreams(app: web.Application) -> None:
         pool = UpstreamPool(connect_timeout=config.api.connect_timeout)
@@ -50,7 +54,8 @@ def create_app(
         holder = StateHolder(build_state(config, pool))
         app[STATE] = holder
         if config_path is not None:
-            watcher = ConfigWatcher(config_path, holder, pool, bind_host, interval=watch_interval)
+            watcher = ConfigWatcher(config_path, holder, pool, bind_host, interval=watch_interval,
+                                    on_reload=lambda new: resilience.configure(new.fallback))
             app[WATCHER] = watcher
             watcher.start()
 

@@ -53,6 +53,7 @@ class ModelConfig:
     max_tokens: int | None = None
     temperature: float | None = None
     timeout: float | None = None
+    weight: float = 1.0
 
     @property
     def qualified_name(self) -> str:
@@ -74,7 +75,7 @@ class ProviderConfig:
     type: str
     base_url: str
     models: Mapping[str, ModelConfig]
-    api_key: str | None = field(default=None, repr=False)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     mock: MockSettings = field(default_factory=MockSettings)
     api_version: str | None = None
@@ -82,9 +83,14 @@ class ProviderConfig:
     x_title: str | None = None
 
     @property
+    def api_key(self) -> str | None:
+        """The first key (the one used when there is no rotation)."""
+        return self.api_keys[0] if self.api_keys else None
+
+    @property
     def configured(self) -> bool:
         """True when the provider has what it needs to be called."""
-        return bool(self.api_key) or self.type in KEYLESS_TYPES
+        return bool(self.api_keys) or self.type in KEYLESS_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,9 @@ class FallbackConfig:
     enabled: bool = False
     max_retries: int = 0
     retry_delay: float = 1.0
+    max_retry_delay: float = 10.0
+    failure_threshold: int = 5
+    cooldown: float = 30.0
     fallback_map: Mapping[str, tuple[ModelConfig, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
@@ -284,7 +293,8 @@ def _build(doc: dict[str, Any], unset: dict[str, str], source: str | None) -> Ga
 
 def _reject_unset(unset: dict[str, str]) -> None:
     """Only a provider's ``api_key`` may name an unset variable (the provider is then unconfigured)."""
-    fatal = {p: v for p, v in unset.items() if not re.fullmatch(r"\$\.providers\.[^.]+\.api_key", p)}
+    fatal = {p: v for p, v in unset.items()
+             if not re.fullmatch(r"\$\.providers\.[^.]+\.(api_key|api_keys\[\d+\])", p)}
     if fatal:
         lines = [f"{p}: environment variable {v} is not set" for p, v in sorted(fatal.items())]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
@@ -311,6 +321,7 @@ def _build_provider(name: str, body: dict[str, Any], unset: dict[str, str]) -> P
                 max_tokens=settings.get("max_tokens"),
                 temperature=settings.get("temperature"),
                 timeout=settings.get("timeout"),
+                weight=settings.get("weight", 1.0),
             )
             for model_name, settings in body["models"].items()
         }
@@ -320,7 +331,7 @@ def _build_provider(name: str, body: dict[str, Any], unset: dict[str, str]) -> P
         type=kind,
         base_url=(base_url or "mock://").rstrip("/"),
         models=models,
-        api_key=body.get("api_key") or None,
+        api_keys=tuple(k for k in [body.get("api_key"), *body.get("api_keys", [])] if k),
         headers=MappingProxyType(dict(body.get("headers", {}))),
         mock=MockSettings(**body.get("mock", {})),
         api_version=body.get("api_version"),
@@ -375,10 +386,14 @@ def _build_fallback(body: dict[str, Any], cfg: GatewayConfig) -> FallbackConfig:
         chains[source.qualified_name] = tuple(
             _resolve_qualified(cfg, target, f"{path}[{i}]") for i, target in enumerate(targets)
         )
+    breaker = body.get("circuit_breaker", {})
     return FallbackConfig(
         enabled=body.get("enabled", False),
         max_retries=body.get("max_retries", 0),
         retry_delay=body.get("retry_delay", 1.0),
+        max_retry_delay=body.get("max_retry_delay", 10.0),
+        failure_threshold=breaker.get("failure_threshold", 5),
+        cooldown=breaker.get("cooldown", 30.0),
         fallback_map=MappingProxyType(chains),
     )
 

@@ -34,6 +34,8 @@ class RequestContext:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     first_byte_at: float | None = None
+    fallback_from: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def mark_first_byte(self) -> None:

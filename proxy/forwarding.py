@@ -1,7 +1,8 @@
 """Send a routed request to its provider and hand the answer to the caller.
 
-Streams are relayed chunk by chunk as they arrive. Until the first byte goes
-to the caller, a failure is still an ordinary error response. After that, the
+Retries and fallback (``proxy/fallback.py``) cover everything up to the first
+byte a caller receives: for a stream, opening it and reading its first chunk.
+Streams are then relayed chunk by chunk as they arrive. After that, the
 mid-stream contract holds: an upstream failure ends the stream with one
 ``data: {"error": {...}}`` event and no ``[DONE]``, so OpenAI's SDKs raise
 instead of returning a silently truncated answer.
@@ -17,7 +18,9 @@ from aiohttp import web
 from proxy.config import ModelConfig
 from proxy.context import RequestContext
 from proxy.errors import GatewayError
-from proxy.providers.base import ChatStream, ProviderAdapter, StreamInterrupted, UpstreamCall
+from proxy.fallback import call_with_fallback
+from proxy.keys import RESILIENCE
+from proxy.providers.base import ChatStream, StreamInterrupted, UpstreamCall, UpstreamError
 from proxy.sse import DONE_EVENT, data_event
 
 STREAM_HEADERS = {
@@ -25,19 +28,6 @@ STREAM_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-
-
-def adapter_for(ctx: RequestContext, model: ModelConfig) -> ProviderAdapter:
-    """The adapter of ``model``'s provider, or 503 if that provider cannot be called."""
-    adapter = ctx.state.adapters[model.provider]
-    if not adapter.config.configured:
-        raise GatewayError(
-            503,
-            f"Provider '{model.provider}' has no API key configured, so '{model.name}' "
-            "cannot be served right now.",
-            code="provider_unconfigured",
-        )
-    return adapter
 
 
 def upstream_chat_body(body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
@@ -80,46 +70,79 @@ def with_provider(chunk: bytes, tag: bytes, provider: str) -> bytes:
     return chunk
 
 
+def within_limits(plan: tuple[ModelConfig, ...], body: dict[str, Any]) -> tuple[ModelConfig, ...]:
+    """The plan without fallbacks whose ``max_tokens`` is below what the request asks for.
+
+    The routed model itself is checked by :func:`upstream_chat_body`, which
+    refuses the request with a 400 naming the limit.
+    """
+    requested = body.get("max_completion_tokens") or body.get("max_tokens")
+    if not isinstance(requested, int):
+        return plan
+    return plan[:1] + tuple(m for m in plan[1:] if m.max_tokens is None or m.max_tokens >= requested)
+
+
+async def first_chunk(stream: ChatStream, provider: str) -> bytes:
+    """The stream's first chunk; a failure here is still retryable (nothing was sent)."""
+    try:
+        return await stream.__aiter__().__anext__()
+    except StopAsyncIteration:
+        raise UpstreamError(502, f"Upstream '{provider}' sent an empty stream.",
+                            code="upstream_bad_response", retryable=True) from None
+    except StreamInterrupted as exc:
+        error = exc.error
+        if isinstance(error, UpstreamError):
+            raise error from None
+        raise UpstreamError(error.status, error.message, code=error.code, retryable=True) from None
+
+
 async def complete_chat(request: web.Request, ctx: RequestContext) -> web.StreamResponse:
-    """Answer a chat completion, plain or streamed."""
+    """Answer a chat completion, plain or streamed, with retries and fallback."""
     assert ctx.route is not None and ctx.body is not None
-    model = ctx.route.model
-    adapter = adapter_for(ctx, model)
-    call = UpstreamCall(
-        model=model,
-        body=upstream_chat_body(ctx.body, model),
-        request_id=ctx.request_id,
-        include_usage=include_usage_requested(ctx.body),
-    )
+    body = ctx.body
+    upstream_chat_body(body, ctx.route.model)  # refuse early if the routed model's limit is passed
+    plan = within_limits(ctx.route.candidates, body)
+    include_usage = include_usage_requested(body)
+    resilience = request.app[RESILIENCE]
+
+    def call_for(model: ModelConfig, key: str | None) -> UpstreamCall:
+        return UpstreamCall(model=model, body=upstream_chat_body(body, model), request_id=ctx.request_id,
+                            include_usage=include_usage, api_key=key)
+
     if ctx.stream:
-        stream = await adapter.chat_stream(call)
-        return await relay_stream(request, ctx, stream, model.provider)
-    answer = await adapter.chat(call)
-    answer["provider"] = model.provider
+        async def open_stream(model: ModelConfig, key: str | None) -> tuple[ChatStream, bytes, str]:
+            stream = await ctx.state.adapters[model.provider].chat_stream(call_for(model, key))
+            try:
+                return stream, await first_chunk(stream, model.provider), model.provider
+            except BaseException:
+                await stream.aclose()
+                raise
+
+        stream, first, provider = await call_with_fallback(ctx, resilience, plan, open_stream)
+        return await relay_stream(request, ctx, stream, first, provider)
+
+    async def complete(model: ModelConfig, key: str | None) -> tuple[dict[str, Any], str]:
+        answer = await ctx.state.adapters[model.provider].chat(call_for(model, key))
+        return answer, model.provider
+
+    answer, provider = await call_with_fallback(ctx, resilience, plan, complete)
+    answer["provider"] = provider
     ctx.record_usage(answer.get("usage"))
     return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
 
 async def relay_stream(
-    request: web.Request, ctx: RequestContext, stream: ChatStream, provider: str
+    request: web.Request, ctx: RequestContext, stream: ChatStream, first: bytes, provider: str
 ) -> web.StreamResponse:
     """Copy ``stream`` to the caller as SSE, keeping the mid-stream failure contract."""
     tag = provider_tag(provider)
-    chunks = stream.__aiter__()
     try:
-        try:
-            first = await chunks.__anext__()
-        except StopAsyncIteration:
-            raise GatewayError(502, f"Upstream '{provider}' sent an empty stream.",
-                               code="upstream_bad_response") from None
-        except StreamInterrupted as exc:
-            raise exc.error from None
         response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
         await response.prepare(request)
         ctx.mark_first_byte()
         await response.write(data_event(with_provider(first, tag, provider)))
         try:
-            async for chunk in chunks:
+            async for chunk in stream:
                 await response.write(data_event(with_provider(chunk, tag, provider)))
         except StreamInterrupted as exc:
             ctx.error = exc.error.code or exc.error.type
@@ -136,10 +159,13 @@ async def relay_stream(
 async def create_embeddings(request: web.Request, ctx: RequestContext) -> web.Response:
     """Answer an embeddings request; ``encoding_format`` goes upstream as sent."""
     assert ctx.route is not None and ctx.body is not None
-    model = ctx.route.model
-    adapter = adapter_for(ctx, model)
-    call = UpstreamCall(model=model, body=dict(ctx.body), request_id=ctx.request_id)
-    answer = await adapter.embeddings(call)
-    answer["provider"] = model.provider
+    body = ctx.body
+
+    async def embed(model: ModelConfig, key: str | None) -> tuple[dict[str, Any], str]:
+        call = UpstreamCall(model=model, body=dict(body), request_id=ctx.request_id, api_key=key)
+        return await ctx.state.adapters[model.provider].embeddings(call), model.provider
+
+    answer, provider = await call_with_fallback(ctx, request.app[RESILIENCE], ctx.route.candidates, embed)
+    answer["provider"] = provider
     ctx.record_usage(answer.get("usage"))
     return web.Response(body=orjson.dumps(answer), content_type="application/json")

@@ -10,7 +10,7 @@ from aiohttp import web
 from proxy import __version__
 from proxy.context import CONTEXT_KEY
 from proxy.forwarding import complete_chat, create_embeddings
-from proxy.keys import STATE
+from proxy.keys import RESILIENCE, STATE
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -61,18 +61,21 @@ async def list_models(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """``GET /health``: overall status, one state per provider, version.
 
-    ``healthy`` when every configured provider is available, ``degraded`` when
-    some are not (or the default model's provider is unconfigured),
-    ``unhealthy`` (HTTP 503) when none can serve.
+    A provider is ``available``, ``degraded`` (some of its models' circuit
+    breakers are open), ``unavailable`` (all open, or our key was refused) or
+    ``unconfigured``. Overall: ``healthy`` when every configured provider is
+    available, ``degraded`` when some are not (or the default model's provider
+    cannot serve), ``unhealthy`` (HTTP 503) when none can serve.
     """
     state = request.app[STATE].current
-    providers = {name: adapter.status() for name, adapter in state.adapters.items()}
+    resilience = request.app[RESILIENCE]
+    providers = {name: resilience.provider_status(state, name) for name in state.adapters}
     configured = [s for s in providers.values() if s != "unconfigured"]
-    available = [s for s in configured if s == "available"]
+    available = [s for s in configured if s in ("available", "degraded")]
     default_provider = state.config.routing.default_model.provider
     if not available:
         status = "unhealthy"
-    elif len(available) < len(configured) or providers.get(default_provider) != "available":
+    elif any(s != "available" for s in configured) or providers.get(default_provider) != "available":
         status = "degraded"
     else:
         status = "healthy"

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from proxy.context import RequestContext
+    from proxy.fallback import Resilience
     from proxy.reload import ConfigWatcher
     from proxy.state import StateHolder
     from proxy.upstreams import UpstreamPool
@@ -17,3 +18,4 @@ POOL = web.AppKey("pool", "UpstreamPool")
 WATCHER = web.AppKey("watcher", "ConfigWatcher | None")
 BIND_HOST = web.AppKey("bind_host", str)
 OBSERVERS = web.AppKey("observers", "list[Callable[[RequestContext], None]]")
+RESILIENCE = web.AppKey("resilience", "Resilience")

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from typing import Callable
 
 from proxy.auth import unsafe_bind_reason
 from proxy.config import ConfigError, GatewayConfig, load_config
@@ -37,12 +38,14 @@ class ConfigWatcher:
     """Reloads ``path`` into ``holder`` when it changes, or when asked (SIGHUP)."""
 
     def __init__(self, path: str, holder: StateHolder, pool: UpstreamPool, bind_host: str,
-                 interval: float = 0.5) -> None:
+                 interval: float = 0.5,
+                 on_reload: Callable[[GatewayConfig], None] | None = None) -> None:
         self.path = path
         self.holder = holder
         self.pool = pool
         self.bind_host = bind_host
         self.interval = interval
+        self.on_reload = on_reload
         self._identity = file_identity(path)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -90,6 +93,8 @@ class ConfigWatcher:
         """Swap in ``config``; log what changed that only a restart can apply."""
         old = self.holder.current
         self.holder.replace(build_state(config, self.pool, old.generation + 1))
+        if self.on_reload is not None:
+            self.on_reload(config)
         set_level(config.monitoring.log_level)
         ignored = [f"{section}.{name}" for section, name in RESTART_ONLY
                    if getattr(getattr(old.config, section), name) != getattr(getattr(config, section), name)]

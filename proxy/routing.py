@@ -8,16 +8,24 @@ gateway's own field and never goes upstream.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from aiohttp import web
 
 from proxy.config import GatewayConfig, ModelConfig
 from proxy.context import CONTEXT_KEY, RequestContext
 from proxy.errors import GatewayError
+from proxy.keys import RESILIENCE
 
 TASK_TYPE_HEADER = "X-Task-Type"
+_RNG = random.Random()
+Healthy = Callable[[ModelConfig], bool]
+
+
+def _always_healthy(model: ModelConfig) -> bool:
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +38,27 @@ class Route:
 
 
 def resolve_route(
-    config: GatewayConfig, body: dict[str, Any], headers: Mapping[str, str], ctx: RequestContext
+    config: GatewayConfig,
+    body: dict[str, Any],
+    headers: Mapping[str, str],
+    ctx: RequestContext,
+    healthy: Healthy = _always_healthy,
 ) -> Route:
-    """Choose the model for ``body``; removes ``task_type`` from it."""
+    """Choose the model for ``body`` and its fallback plan; removes ``task_type`` from it."""
+    deployments, reason = _deployments(config, body, headers, ctx)
+    primary = pick_weighted(deployments, healthy)
+    return Route(primary, reason, fallback_plan(config, primary))
+
+
+def _deployments(
+    config: GatewayConfig, body: dict[str, Any], headers: Mapping[str, str], ctx: RequestContext
+) -> tuple[tuple[ModelConfig, ...], str]:
     task_type = body.pop("task_type", None) or headers.get(TASK_TYPE_HEADER) or None
     ctx.task_type = task_type
     requested = body.get("model")
     if requested:
-        candidates = config.find_models(requested)
-        if not candidates:
+        deployments = config.find_models(requested)
+        if not deployments:
             raise GatewayError(
                 404,
                 f"The model '{requested}' does not exist on this gateway. "
@@ -46,14 +66,34 @@ def resolve_route(
                 code="model_not_found",
                 param="model",
             )
-        return Route(candidates[0], "explicit", candidates)
+        return deployments, "explicit"
     if task_type is not None:
         rule = config.routing.rules.get(task_type)
         if rule is not None:
-            return Route(rule.model, "task_type", (rule.model,))
+            return (rule.model,), "task_type"
         ctx.notes.append(f"unknown task_type '{task_type[:64]}': used the default model")
-    default = config.routing.default_model
-    return Route(default, "default", (default,))
+    return (config.routing.default_model,), "default"
+
+
+def pick_weighted(deployments: Sequence[ModelConfig], healthy: Healthy = _always_healthy,
+                  rng: random.Random = _RNG) -> ModelConfig:
+    """One deployment, chosen by ``weight`` among the healthy ones (among all if none is)."""
+    if len(deployments) == 1:
+        return deployments[0]
+    pool = [d for d in deployments if healthy(d)] or list(deployments)
+    return rng.choices(pool, weights=[d.weight for d in pool])[0]
+
+
+def fallback_plan(config: GatewayConfig, primary: ModelConfig) -> tuple[ModelConfig, ...]:
+    """``primary``, then its ``fallback_map`` entries, then the same model on other providers."""
+    if not config.fallback.enabled:
+        return (primary,)
+    plan = [primary]
+    for model in (*config.fallback.fallback_map.get(primary.qualified_name, ()),
+                  *config.models_by_name.get(primary.name, ())):
+        if model not in plan:
+            plan.append(model)
+    return tuple(plan)
 
 
 @web.middleware
@@ -61,7 +101,12 @@ async def routing_middleware(request: web.Request, handler: web.Handler) -> web.
     """Resolve the route of requests that carry a body to route."""
     ctx = request[CONTEXT_KEY]
     if ctx.body is not None:
-        route = resolve_route(ctx.state.config, ctx.body, request.headers, ctx)
+        resilience = request.app[RESILIENCE]
+
+        def healthy(model: ModelConfig) -> bool:
+            return resilience.healthy(ctx.state, model)
+
+        route = resolve_route(ctx.state.config, ctx.body, request.headers, ctx, healthy)
         ctx.route = route
         ctx.provider = route.model.provider
         ctx.model = route.model.name

@@ -30,6 +30,12 @@ class Received:
 class FakeOpenAI:
     """An OpenAI-compatible upstream.
 
+    ``script`` scripts the next requests, one entry each, before normal service
+    resumes: an int answers that status with an error body, ``"hang"`` waits
+    far longer than any test timeout before the headers, ``"malformed"``
+    answers 200 with a body that is not JSON, ``"cut"`` cuts a stream after
+    one chunk, ``"stall"`` stalls a stream after one chunk.
+
     ``reply`` is the assistant text; streams send it in ``chunks`` pieces
     ``chunk_delay`` seconds apart. ``fail_status`` makes every call answer that
     status with an OpenAI error body. ``cut_after`` ends a stream after that
@@ -49,6 +55,7 @@ class FakeOpenAI:
         default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     )
     keepalive_comments: bool = False
+    script: list[Any] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     streams_closed: int = 0
     streams_finished: int = 0
@@ -72,21 +79,28 @@ class FakeOpenAI:
         self.received.append(Received(request.path, request.headers.copy(), body))
         return body
 
-    def _error(self) -> web.Response:
+    def _error(self, status: int | None = None) -> web.Response:
         headers = {"Retry-After": self.retry_after} if self.retry_after else None
         doc = {"error": {"message": self.fail_message, "type": "invalid_request_error",
                          "param": None, "code": "fake_failure"}}
-        return web.Response(status=self.fail_status or 500, body=orjson.dumps(doc),
+        return web.Response(status=status or self.fail_status or 500, body=orjson.dumps(doc),
                             content_type="application/json", headers=headers)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
+        step = self.script.pop(0) if self.script else None
+        if step == "hang":
+            await asyncio.sleep(3600)
+        if isinstance(step, int):
+            return self._error(step)
+        if step == "malformed":
+            return web.Response(body=b'{"id": "chatcmpl-broken", "choi', content_type="application/json")
         if self.headers_delay:
             await asyncio.sleep(self.headers_delay)
         if self.fail_status:
             return self._error()
         if body.get("stream"):
-            return await self._stream(request, body)
+            return await self._stream(request, body, step)
         doc = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -99,7 +113,7 @@ class FakeOpenAI:
         }
         return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
-    async def _stream(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, body: dict[str, Any], step: Any = None) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         include_usage = (body.get("stream_options") or {}).get("include_usage")
@@ -115,6 +129,10 @@ class FakeOpenAI:
             await response.write(_event({**base, "choices": [
                 {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}))
             for i, piece in enumerate(pieces):
+                if step in ("cut", "stall") and i >= 1:
+                    if step == "stall":
+                        await asyncio.sleep(3600)
+                    return response
                 if self.keepalive_comments:
                     await response.write(b": OPENROUTER PROCESSING\n\n")
                 if self.cut_after is not None and i >= self.cut_after:

@@ -116,8 +116,8 @@ async def test_upstream_errors_come_back_in_openai_shape(gateway, fake_openai, u
     fake, url = fake_openai
     fake.fail_status = upstream
     fake.retry_after = "7" if upstream == 429 else None
-    client = await gateway(make_config(url))
     for stream in (False, True):
+        client = await gateway(make_config(url))  # fresh: a 401 or 429 also rests the provider or key
         resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
         assert resp.status == status
         error = (await resp.json())["error"]

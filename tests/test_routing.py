@@ -91,3 +91,34 @@ async def test_task_type_is_not_forwarded(gateway, fake_openai) -> None:
     sent = fake.received[-1].body
     assert "task_type" not in sent
     assert sent["model"] == "gpt-4o-mini"
+
+
+def test_weighted_pick_follows_weights_among_healthy() -> None:
+    import random
+
+    from proxy.config import ModelConfig
+    from proxy.routing import pick_weighted
+
+    heavy = ModelConfig("m", "a", "m", weight=9)
+    light = ModelConfig("m", "b", "m", weight=1)
+    rng = random.Random(7)
+    picks = [pick_weighted((heavy, light), rng=rng).provider for _ in range(2000)]
+    assert 0.85 < picks.count("a") / 2000 < 0.95
+    only_light = [pick_weighted((heavy, light), lambda m: m.provider == "b", rng).provider for _ in range(20)]
+    assert set(only_light) == {"b"}
+
+
+def test_fallback_plan_order() -> None:
+    from proxy.routing import fallback_plan
+
+    raw = make_config("http://u.test/v1", fallback={"enabled": True,
+                                                     "fallback_map": {"openai/gpt-4o": ["mock/mock-gpt"]}})
+    raw["providers"]["azure"] = {"type": "azure", "api_key": "k", "base_url": "https://a.test",
+                                 "api_version": "2024-10-21", "models": {"gpt-4o": {}}}
+    config = parse_config(raw, environ={})
+    primary = config.providers["openai"].models["gpt-4o"]
+    assert [m.qualified_name for m in fallback_plan(config, primary)] == [
+        "openai/gpt-4o", "mock/mock-gpt", "azure/gpt-4o"]
+    disabled = parse_config(make_config("http://u.test/v1"), environ={})
+    assert fallback_plan(disabled, disabled.providers["openai"].models["gpt-4o"]) == (
+        disabled.providers["openai"].models["gpt-4o"],)

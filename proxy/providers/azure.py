@@ -18,8 +18,9 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     def request_headers(self, call: UpstreamCall) -> dict[str, str]:
         """The key goes in ``api-key``, not ``Authorization``."""
         headers = {"Content-Type": "application/json", "X-Request-Id": call.request_id}
-        if self.config.api_key:
-            headers["api-key"] = self.config.api_key
+        key = self.key_for(call)
+        if key:
+            headers["api-key"] = key
         headers.update(self.config.headers)
         return headers
 

@@ -9,6 +9,8 @@ protocol, and hands back OpenAI-shaped answers: a dict for a plain call, and a
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
@@ -29,6 +31,7 @@ class UpstreamCall:
     body: dict[str, Any]
     request_id: str
     include_usage: bool = False
+    api_key: str | None = None  # the upstream key picked for this attempt (rotation)
 
     def timeout_or(self, default: float) -> float:
         """The model's own timeout, else ``default``."""
@@ -38,9 +41,11 @@ class UpstreamCall:
 class UpstreamError(GatewayError):
     """The upstream failed before any byte of the answer reached the caller."""
 
-    def __init__(self, status: int, message: str, *, retryable: bool, **kwargs: Any) -> None:
+    def __init__(self, status: int, message: str, *, retryable: bool,
+                 retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(status, message, **kwargs)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class StreamInterrupted(Exception):
@@ -99,6 +104,10 @@ class ProviderAdapter:
         """The provider's configured name."""
         return self.config.name
 
+    def key_for(self, call: UpstreamCall) -> str | None:
+        """The upstream key for this call: the rotated one, else the provider's first."""
+        return call.api_key or self.config.api_key
+
     def status(self) -> str:
         """``available`` or ``unconfigured`` (no key); breakers refine this later."""
         return "available" if self.config.configured else "unconfigured"
@@ -146,8 +155,8 @@ def upstream_http_error(
     Overload and server failures become 502, 503 or 504, marked retryable.
     """
     message, kind, param, code = _error_fields(body)
-    retryable = status in _RETRYABLE_STATUSES
-    headers = {"Retry-After": retry_after} if retry_after else None
+    wait = retry_after_seconds(retry_after)
+    headers = {"Retry-After": str(max(1, round(wait)))} if wait is not None else None
     if status in (401, 403):
         return UpstreamError(
             502,
@@ -162,6 +171,7 @@ def upstream_http_error(
             f"Upstream '{provider}' is rate limiting: {message or 'too many requests'}",
             code=code or "rate_limit_exceeded",
             retryable=True,
+            retry_after=wait,
             headers=headers,
         )
     if status in (408, 504):
@@ -170,7 +180,8 @@ def upstream_http_error(
     if status in (503, 529):
         return UpstreamError(503, f"Upstream '{provider}' is overloaded or unavailable "
                              f"(HTTP {status}): {message or 'no detail'}",
-                             code="upstream_unavailable", retryable=True, headers=headers)
+                             code="upstream_unavailable", retryable=True, retry_after=wait,
+                             headers=headers)
     if status >= 500:
         return UpstreamError(502, f"Upstream '{provider}' failed (HTTP {status}): "
                              f"{message or 'no detail'}", code="upstream_error", retryable=True)
@@ -182,6 +193,23 @@ def upstream_http_error(
         type=kind if isinstance(kind, str) and kind else None,
         retryable=False,
     )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:

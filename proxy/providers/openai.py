@@ -40,8 +40,9 @@ class OpenAIAdapter(ProviderAdapter):
     def request_headers(self, call: UpstreamCall) -> dict[str, str]:
         """Headers for the upstream: our key, never the caller's."""
         headers = {"Content-Type": "application/json", "X-Request-Id": call.request_id}
-        if self.config.api_key:
-            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        key = self.key_for(call)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         headers.update(self.config.headers)
         return headers
 
