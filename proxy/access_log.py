@@ -16,6 +16,7 @@ from proxy.keys import OBSERVERS, STATE
 from proxy.logs import log, log_event
 
 REQUEST_ID_HEADER = "X-Request-Id"
+AGENT_HEADER = "X-Agent"
 _MAX_REQUEST_ID = 200
 
 
@@ -32,7 +33,11 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
     """Run the rest of the pipeline and account for how it ended."""
     ctx = RequestContext(request_id=request_id_for(request), state=request.app[STATE].current)
     ctx.endpoint = getattr(request.match_info.handler, "endpoint", None)
+    agent = request.headers.get(AGENT_HEADER)
+    ctx.agent = agent[:_MAX_REQUEST_ID] if agent else None
     request[CONTEXT_KEY] = ctx
+    for observer in request.app[OBSERVERS]:
+        observer.request_started(ctx)
     try:
         response = await handler(request)
     except GatewayError as exc:
@@ -69,8 +74,8 @@ def _error_response(ctx: RequestContext, error: GatewayError) -> web.Response:
 
 
 def _finish(request: web.Request, ctx: RequestContext) -> None:
-    for observe in request.app[OBSERVERS]:
-        observe(ctx)
+    for observer in request.app[OBSERVERS]:
+        observer.request_finished(ctx)
     if log.isEnabledFor(logging.INFO):
         log_event("request", **request_fields(request, ctx))
 
@@ -93,6 +98,7 @@ def request_fields(request: web.Request, ctx: RequestContext) -> dict[str, objec
         "task_type": ctx.task_type,
         "caller": ctx.caller,
         "user": ctx.user,
+        "agent": ctx.agent,
         "stream": ctx.stream or None,
         "cache": ctx.cache,
         "prompt_tokens": ctx.prompt_tokens,

@@ -54,8 +54,17 @@ def create_app(
         holder = StateHolder(build_state(config, pool))
         app[STATE] = holder
         if config_path is not None:
+            def reloaded(new: GatewayConfig) -> None:
+                resilience.configure(new.fallback)
+                for observer in app[OBSERVERS]:
+                    observer.config_reloaded(new, True)
+
+            def refused() -> None:
+                for observer in app[OBSERVERS]:
+                    observer.config_reloaded(None, False)
+
             watcher = ConfigWatcher(config_path, holder, pool, bind_host, interval=watch_interval,
-                                    on_reload=lambda new: resilience.configure(new.fallback))
+                                    on_reload=reloaded, on_failure=refused)
             app[WATCHER] = watcher
             watcher.start()
 

@@ -312,6 +312,11 @@ def _build_provider(name: str, body: dict[str, Any], unset: dict[str, str]) -> P
         raise ConfigError(f"{path}.api_version: an azure provider needs an api_version (e.g. 2024-10-21)")
     if not base_url and kind not in ("mock",):
         raise ConfigError(f"{path}.base_url: a provider of type '{kind}' needs a base_url")
+    if kind == "anthropic":
+        for model_name, settings in body["models"].items():
+            if settings.get("temperature", 0) > 1:
+                raise ConfigError(f"{path}.models.{model_name}.temperature: Anthropic accepts 0 to 1, "
+                                  f"not {settings['temperature']}")
     models = MappingProxyType(
         {
             model_name: ModelConfig(

@@ -24,6 +24,7 @@ class RequestContext:
     body: dict[str, Any] | None = None
     task_type: str | None = None
     user: str | None = None
+    agent: str | None = None
     route: "Route | None" = None
     provider: str | None = None
     model: str | None = None

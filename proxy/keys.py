@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from proxy.context import RequestContext
+    from proxy.observers import RequestObserver
     from proxy.fallback import Resilience
     from proxy.reload import ConfigWatcher
     from proxy.state import StateHolder
@@ -17,5 +17,5 @@ STATE = web.AppKey("state", "StateHolder")
 POOL = web.AppKey("pool", "UpstreamPool")
 WATCHER = web.AppKey("watcher", "ConfigWatcher | None")
 BIND_HOST = web.AppKey("bind_host", str)
-OBSERVERS = web.AppKey("observers", "list[Callable[[RequestContext], None]]")
+OBSERVERS = web.AppKey("observers", "list[RequestObserver]")
 RESILIENCE = web.AppKey("resilience", "Resilience")

@@ -39,13 +39,15 @@ class ConfigWatcher:
 
     def __init__(self, path: str, holder: StateHolder, pool: UpstreamPool, bind_host: str,
                  interval: float = 0.5,
-                 on_reload: Callable[[GatewayConfig], None] | None = None) -> None:
+                 on_reload: Callable[[GatewayConfig], None] | None = None,
+                 on_failure: Callable[[], None] | None = None) -> None:
         self.path = path
         self.holder = holder
         self.pool = pool
         self.bind_host = bind_host
         self.interval = interval
         self.on_reload = on_reload
+        self.on_failure = on_failure
         self._identity = file_identity(path)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -85,6 +87,8 @@ class ConfigWatcher:
             except ConfigError as exc:
                 log_event("config_reload_failed", logging.ERROR, path=self.path, reason=reason,
                           error=str(exc), note="the previous config stays in force")
+                if self.on_failure is not None:
+                    self.on_failure()
                 return False
             self.apply(config, reason)
             return True

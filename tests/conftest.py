@@ -14,6 +14,23 @@ from tests.fakes import FakeOpenAI
 
 GatewayFactory = Callable[..., Awaitable[TestClient]]
 
+
+class RecordingObserver:
+    """A request observer that keeps every finished request's context."""
+
+    def __init__(self) -> None:
+        self.finished: list[Any] = []
+        self.reloads: list[bool] = []
+
+    def request_started(self, ctx: Any) -> None:
+        pass
+
+    def request_finished(self, ctx: Any) -> None:
+        self.finished.append(ctx)
+
+    def config_reloaded(self, config: Any, ok: bool) -> None:
+        self.reloads.append(ok)
+
 BASE_CONFIG: dict[str, Any] = {
     "api": {"host": "127.0.0.1", "port": 0, "timeout": 5, "shutdown_timeout": 5},
     "providers": {

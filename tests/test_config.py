@@ -147,3 +147,10 @@ def test_auth_enabled_without_keys_is_refused() -> None:
 def test_provider_key_is_not_in_repr() -> None:
     config = parse_config(make_config("http://u.test/v1"), environ={})
     assert "sk-upstream-secret" not in repr(config)
+
+
+def test_anthropic_model_temperature_above_one_is_refused() -> None:
+    raw = make_config()
+    raw["providers"]["anthropic"] = {"api_key": "k", "models": {"claude": {"temperature": 1.5}}}
+    with pytest.raises(ConfigError, match=r"\$\.providers\.anthropic\.models\.claude\.temperature"):
+        parse_config(raw, environ={})

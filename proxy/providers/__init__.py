@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from proxy.providers.anthropic import AnthropicAdapter
 from proxy.providers.azure import AzureOpenAIAdapter
 from proxy.providers.base import ProviderAdapter
 from proxy.providers.mock import MockAdapter
@@ -21,6 +22,7 @@ ADAPTERS: dict[str, type[ProviderAdapter]] = {
     "openrouter": OpenRouterAdapter,
     "azure": AzureOpenAIAdapter,
     "mock": MockAdapter,
+    "anthropic": AnthropicAdapter,
 }
 
 
