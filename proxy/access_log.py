@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 
@@ -12,12 +13,13 @@ from aiohttp import web
 
 from proxy.context import CONTEXT_KEY, RequestContext
 from proxy.errors import GatewayError, from_http_exception
-from proxy.keys import OBSERVERS, STATE
+from proxy.keys import LIFECYCLE, OBSERVERS, STATE
 from proxy.logs import log, log_event
 
 REQUEST_ID_HEADER = "X-Request-Id"
 AGENT_HEADER = "X-Agent"
 _MAX_REQUEST_ID = 200
+_PID = os.getpid()
 
 
 def request_id_for(request: web.Request) -> str:
@@ -38,6 +40,8 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
     request[CONTEXT_KEY] = ctx
     for observer in request.app[OBSERVERS]:
         observer.request_started(ctx)
+    lifecycle = request.app[LIFECYCLE]
+    task = lifecycle.enter()
     try:
         response = await handler(request)
     except GatewayError as exc:
@@ -45,7 +49,10 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
     except web.HTTPException as exc:
         response = _error_response(ctx, from_http_exception(exc))
     except asyncio.CancelledError:
-        _client_gone(request, ctx)
+        if lifecycle.shutting_down:
+            _cut_at_shutdown(request, ctx)
+        else:
+            _client_gone(request, ctx)
         raise
     except ConnectionResetError:
         _client_gone(request, ctx)
@@ -56,9 +63,17 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
         response = _error_response(ctx, GatewayError(
             500, "The gateway failed while handling this request; it has been logged "
             f"under request id {ctx.request_id}.", code="internal_error"))
+    finally:
+        lifecycle.leave(task)
     ctx.status = ctx.status or response.status
     _finish(request, ctx)
     return response
+
+
+def _cut_at_shutdown(request: web.Request, ctx: RequestContext) -> None:
+    ctx.status = 200 if ctx.first_byte_at is not None else 503
+    ctx.error = "gateway_shutdown"
+    _finish(request, ctx)
 
 
 def _client_gone(request: web.Request, ctx: RequestContext) -> None:
@@ -85,6 +100,7 @@ def request_fields(request: web.Request, ctx: RequestContext) -> dict[str, objec
     now = time.perf_counter()
     fields: dict[str, object] = {
         "request_id": ctx.request_id,
+        "pid": _PID,
         "method": request.method,
         "path": request.path,
         "status": ctx.status,
@@ -119,6 +135,8 @@ async def add_gateway_headers(request: web.Request, response: web.StreamResponse
         return
     headers = response.headers
     headers[REQUEST_ID_HEADER] = ctx.request_id
+    if ctx.cache is not None:
+        headers["X-Cache"] = ctx.cache
     if ctx.attempts:
         headers["X-Gateway-Attempts"] = str(len(ctx.attempts))
         if ctx.attempts[-1]["outcome"] == "ok":

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from aiohttp import web
 
 from proxy import handlers
 from proxy.access_log import access_log_middleware, add_gateway_headers
 from proxy.auth import auth_middleware
-from proxy.cache import cache_middleware
+from proxy.cache import ResponseCache, cache_middleware
 from proxy.config import GatewayConfig
 from proxy.fallback import Resilience
-from proxy.keys import BIND_HOST, OBSERVERS, POOL, RESILIENCE, STATE, WATCHER
+from proxy.keys import BIND_HOST, LIFECYCLE, OBSERVERS, POOL, RESILIENCE, RESPONSE_CACHE, STATE, WATCHER
+from proxy.lifecycle import Lifecycle
 from proxy.reload import ConfigWatcher
 from proxy.routing import routing_middleware
 from proxy.state import StateHolder, build_state
@@ -22,8 +25,8 @@ PIPELINE = (
     access_log_middleware,  # request id, context, errors, the log line, metrics hook
     auth_middleware,  # who is calling
     validation_middleware,  # read, parse and check the body
+    routing_middleware,  # pick the model (the cache key needs it)
     cache_middleware,  # answer from cache when possible
-    routing_middleware,  # pick the model
 )
 
 
@@ -33,15 +36,19 @@ def create_app(
     config_path: str | None = None,
     bind_host: str = "127.0.0.1",
     watch_interval: float = 0.5,
+    overrides: Mapping[str, Any] | None = None,
 ) -> web.Application:
     """The gateway as an aiohttp app; upstream sessions open on start-up."""
     app = web.Application(middlewares=PIPELINE)
     app[BIND_HOST] = bind_host
     app[OBSERVERS] = []
     app[WATCHER] = None
+    app[LIFECYCLE] = Lifecycle()
     resilience = Resilience()
     resilience.configure(config.fallback)
     app[RESILIENCE] = resilience
+    response_cache = ResponseCache()
+    app[RESPONSE_CACHE] = response_cache
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/v1/embeddings", handlers.embeddings)
     app.router.add_get("/v1/models", handlers.list_models)
@@ -49,6 +56,7 @@ def create_app(
     app.on_response_prepare.append(add_gateway_headers)
 
     async def open_upstreams(app: web.Application) -> None:
+        response_cache.configure(config.caching)
         pool = UpstreamPool(connect_timeout=config.api.connect_timeout)
         app[POOL] = pool
         holder = StateHolder(build_state(config, pool))
@@ -56,6 +64,7 @@ def create_app(
         if config_path is not None:
             def reloaded(new: GatewayConfig) -> None:
                 resilience.configure(new.fallback)
+                response_cache.configure(new.caching)
                 for observer in app[OBSERVERS]:
                     observer.config_reloaded(new, True)
 
@@ -64,7 +73,7 @@ def create_app(
                     observer.config_reloaded(None, False)
 
             watcher = ConfigWatcher(config_path, holder, pool, bind_host, interval=watch_interval,
-                                    on_reload=reloaded, on_failure=refused)
+                                    on_reload=reloaded, on_failure=refused, overrides=overrides)
             app[WATCHER] = watcher
             watcher.start()
 
@@ -73,6 +82,7 @@ def create_app(
         if watcher is not None:
             await watcher.stop()
         await app[POOL].close()
+        await response_cache.close()
 
     app.on_startup.append(open_upstreams)
     app.on_cleanup.append(close_upstreams)

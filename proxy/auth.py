@@ -13,7 +13,7 @@ import ipaddress
 
 from aiohttp import web
 
-from proxy.config import AuthConfig
+from proxy.config import AuthConfig, AuthKey
 from proxy.context import CONTEXT_KEY
 from proxy.errors import GatewayError
 
@@ -30,13 +30,13 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def match_key(auth: AuthConfig, key: str) -> str | None:
-    """The name of the configured key equal to ``key``, or ``None``."""
+def match_key(auth: AuthConfig, key: str) -> AuthKey | None:
+    """The configured key equal to ``key``, or ``None``."""
     digest = hashlib.sha256(key.encode()).digest()
-    matched: str | None = None
+    matched: AuthKey | None = None
     for entry in auth.keys:
         if hmac.compare_digest(digest, entry.sha256):
-            matched = entry.name
+            matched = entry
     return matched
 
 
@@ -54,10 +54,10 @@ async def auth_middleware(request: web.Request, handler: web.Handler) -> web.Str
             "Missing API key. Send it as 'Authorization: Bearer <key>' (or 'x-api-key').",
             code="missing_api_key",
         )
-    name = match_key(auth, key)
-    if name is None:
+    entry = match_key(auth, key)
+    if entry is None:
         raise GatewayError(401, "Invalid API key.", code="invalid_api_key")
-    ctx.caller = name
+    ctx.caller, ctx.team = entry.name, entry.team
     return await handler(request)
 
 

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import multiprocessing
 import os
 import signal
 import sys
+import socket
 import time
+from typing import Any, Mapping
 
 from aiohttp import web
 
 from proxy import __version__
 from proxy.app import create_app
 from proxy.auth import unsafe_bind_reason
-from proxy.config import ConfigError, GatewayConfig, load_config
-from proxy.keys import WATCHER
+from proxy.config import ConfigError, GatewayConfig, load_config, with_api_overrides
+from proxy.keys import LIFECYCLE, STATE, WATCHER
 from proxy.logs import log_event, setup_logging, stop_logging
 
 CONFIG_ENV = "LLM_GATEWAY_CONFIG"
@@ -47,14 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def api_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``api`` fields the command line sets."""
+    return {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+            if v is not None}
+
+
 def effective_config(args: argparse.Namespace) -> GatewayConfig:
     """The config file with command-line overrides applied."""
-    config = load_config(args.config)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
-                 if v is not None}
-    if overrides:
-        config = dataclasses.replace(config, api=dataclasses.replace(config.api, **overrides))
-    return config
+    return with_api_overrides(load_config(args.config), api_overrides(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,47 +84,79 @@ def run_worker(args: argparse.Namespace, reuse_port: bool) -> int:
     config = effective_config(args)
     setup_logging(config.monitoring.log_level)
     try:
-        asyncio.run(serve(config, os.path.abspath(args.config), reuse_port))
+        asyncio.run(serve(config, os.path.abspath(args.config), reuse_port, api_overrides(args)))
     except OSError as exc:
-        log_event("gateway_failed", logging.ERROR, error=f"cannot listen: {exc.strerror or exc}")
+        log_event("gateway_failed", logging.ERROR,
+                  error=f"cannot listen on {config.api.host}:{config.api.port}: {exc.strerror or exc}")
         return 1
     finally:
         stop_logging()
     return 0
 
 
-async def serve(config: GatewayConfig, config_path: str | None, reuse_port: bool = False) -> None:
+async def serve(config: GatewayConfig, config_path: str | None, reuse_port: bool = False,
+                overrides: Mapping[str, Any] | None = None) -> None:
     """Run the gateway until a stop signal, then drain and clean up."""
     api = config.api
-    app = create_app(config, config_path=config_path, bind_host=api.host)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=api.shutdown_timeout,
-                           access_log=None)
+    app = create_app(config, config_path=config_path, bind_host=api.host, overrides=overrides)
+    # aiohttp's own shutdown wait is kept short: the drain below is what honours the grace period.
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, api.host, api.port, reuse_port=reuse_port or None, backlog=2048)
     await site.start()
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    _install_signal_handlers(app, stop)
+    log_event("gateway_started", host=api.host, port=site.port, pid=os.getpid(), version=__version__,
+              config=config_path, providers=sorted(config.providers))
+    await stop.wait()
+    grace = app[STATE].current.config.api.shutdown_timeout
+    log_event("gateway_stopping", pid=os.getpid(), grace_seconds=grace,
+              in_flight=len(app[LIFECYCLE].in_flight))
+    await site.stop()  # no new connections
+    assert runner.server is not None
+    runner.server.pre_shutdown()  # no new requests on kept-alive connections
+    cut = await app[LIFECYCLE].drain(grace)
+    await runner.cleanup()
+    log_event("gateway_stopped", pid=os.getpid(), cut_at_shutdown=cut)
+
+
+def _install_signal_handlers(app: web.Application, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     watcher = app[WATCHER]
     if watcher is not None:
         loop.add_signal_handler(signal.SIGHUP, watcher.request_reload)
-    port = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else api.port  # type: ignore[union-attr]
-    log_event("gateway_started", host=api.host, port=port, pid=os.getpid(), version=__version__,
-              config=config_path, providers=sorted(config.providers))
-    await stop.wait()
-    log_event("gateway_stopping", pid=os.getpid(), grace_seconds=api.shutdown_timeout)
-    await runner.cleanup()
-    log_event("gateway_stopped", pid=os.getpid())
 
 
 def _worker_entry(args: argparse.Namespace) -> None:
     raise SystemExit(run_worker(args, reuse_port=True))
 
 
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound (not listening) ``SO_REUSEPORT`` socket that fixes the port all workers share.
+
+    With ``--port 0`` this is how the workers agree on one free port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
 def supervise(args: argparse.Namespace, config: GatewayConfig) -> int:
     """Run ``api.workers`` processes on one port; restart any that dies; pass signals on."""
     setup_logging(config.monitoring.log_level)
+    try:
+        reserved = reserve_port(config.api.host, config.api.port)
+    except OSError as exc:
+        log_event("gateway_failed", logging.ERROR,
+                  error=f"cannot listen on {config.api.host}:{config.api.port}: {exc.strerror or exc}")
+        stop_logging()
+        return 1
+    args.port = reserved.getsockname()[1]
     spawn = multiprocessing.get_context("spawn")
     count = config.api.workers
     stopping = False
@@ -148,7 +182,7 @@ def supervise(args: argparse.Namespace, config: GatewayConfig) -> int:
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
-    log_event("supervisor_started", pid=os.getpid(), workers=count, port=config.api.port)
+    log_event("supervisor_started", pid=os.getpid(), workers=count, port=args.port)
     started_at = {proc.pid: time.monotonic() for proc in workers}
     quick_deaths = 0
     failed = False
@@ -174,6 +208,7 @@ def supervise(args: argparse.Namespace, config: GatewayConfig) -> int:
             replacement = start()
             started_at[replacement.pid] = time.monotonic()
             workers[workers.index(proc)] = replacement
+    reserved.close()
     log_event("supervisor_stopped", pid=os.getpid())
     stop_logging()
     return 1 if failed else 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -111,6 +111,8 @@ class CachingConfig:
     ttl: float = 3600.0
     redis_url: str | None = None
     scope: str = "key"
+    max_entries: int = 10000
+    max_entry_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ class MonitoringConfig:
 class AuthKey:
     name: str
     sha256: bytes = field(repr=False)
+    team: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,13 @@ class GatewayConfig:
             if provider is not None and model_name in provider.models:
                 return (provider.models[model_name],)
         return ()
+
+
+def with_api_overrides(config: GatewayConfig, overrides: Mapping[str, Any] | None) -> GatewayConfig:
+    """``config`` with some ``api`` fields replaced (the command line's ``--host`` and the like)."""
+    if not overrides:
+        return config
+    return replace(config, api=replace(config.api, **overrides))
 
 
 # --------------------------------------------------------------------- loading
@@ -424,7 +434,7 @@ def _build_auth(body: dict[str, Any]) -> AuthConfig:
             if not entry["key"]:
                 raise ConfigError(f"{path}.key: the key is empty")
             digest = hashlib.sha256(entry["key"].encode()).digest()
-        keys.append(AuthKey(entry["name"], digest))
+        keys.append(AuthKey(entry["name"], digest, entry.get("team")))
     explicitly_disabled = body.get("enabled") is False
     enabled = not explicitly_disabled and bool(keys)
     if body.get("enabled") is True and not keys:

@@ -21,6 +21,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     endpoint: str | None = None
     caller: str | None = None
+    team: str | None = None
     body: dict[str, Any] | None = None
     task_type: str | None = None
     user: str | None = None
@@ -32,6 +33,7 @@ class RequestContext:
     status: int = 0
     error: str | None = None
     cache: str | None = None
+    cache_key: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     first_byte_at: float | None = None

@@ -10,6 +10,8 @@ instead of returning a silently truncated answer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import orjson
@@ -19,15 +21,14 @@ from proxy.config import ModelConfig
 from proxy.context import RequestContext
 from proxy.errors import GatewayError
 from proxy.fallback import call_with_fallback
-from proxy.keys import RESILIENCE
+from proxy.keys import LIFECYCLE, RESILIENCE
 from proxy.providers.base import ChatStream, StreamInterrupted, UpstreamCall, UpstreamError
-from proxy.sse import DONE_EVENT, data_event
+from proxy.cache import store_answer
+from proxy.completions import CompletionAssembler, include_usage_requested
+from proxy.sse import DONE_EVENT, STREAM_HEADERS, data_event
 
-STREAM_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
+SHUTDOWN_ERROR = GatewayError(503, "The gateway is shutting down and cut this stream before it "
+                              "finished; retry the request.", code="gateway_shutdown")
 
 
 def upstream_chat_body(body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
@@ -46,12 +47,6 @@ def upstream_chat_body(body: dict[str, Any], model: ModelConfig) -> dict[str, An
     if model.temperature is not None and upstream.get("temperature") is None:
         upstream["temperature"] = model.temperature
     return upstream
-
-
-def include_usage_requested(body: dict[str, Any]) -> bool:
-    """Whether the caller asked for the final usage chunk of a stream."""
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def provider_tag(provider: str) -> bytes:
@@ -126,29 +121,56 @@ async def complete_chat(request: web.Request, ctx: RequestContext) -> web.Stream
         return answer, model.provider
 
     answer, provider = await call_with_fallback(ctx, resilience, plan, complete)
+    return answer_response(request, ctx, answer, provider)
+
+
+def answer_response(request: web.Request, ctx: RequestContext, answer: dict[str, Any],
+                    provider: str) -> web.Response:
+    """The JSON answer with its ``provider``; stored in the cache when the request asks for it."""
     answer["provider"] = provider
     ctx.record_usage(answer.get("usage"))
-    return web.Response(body=orjson.dumps(answer), content_type="application/json")
+    body = orjson.dumps(answer)
+    store_answer(request, ctx, body)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def relay_stream(
     request: web.Request, ctx: RequestContext, stream: ChatStream, first: bytes, provider: str
 ) -> web.StreamResponse:
-    """Copy ``stream`` to the caller as SSE, keeping the mid-stream failure contract."""
+    """Copy ``stream`` to the caller as SSE, keeping the mid-stream failure contract.
+
+    When the answer is to be cached, its chunks are assembled on the way and
+    the whole answer is stored only if the stream finished cleanly.
+    """
     tag = provider_tag(provider)
+    assembler = CompletionAssembler() if ctx.cache_key is not None else None
     try:
         response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
         await response.prepare(request)
         ctx.mark_first_byte()
-        await response.write(data_event(with_provider(first, tag, provider)))
+        chunk = with_provider(first, tag, provider)
+        await response.write(data_event(chunk))
         try:
-            async for chunk in stream:
-                await response.write(data_event(with_provider(chunk, tag, provider)))
+            if assembler is not None:
+                assembler.add(chunk)
+            async for raw in stream:
+                chunk = with_provider(raw, tag, provider)
+                await response.write(data_event(chunk))
+                if assembler is not None:
+                    assembler.add(chunk)
         except StreamInterrupted as exc:
             ctx.error = exc.error.code or exc.error.type
             await response.write(data_event(orjson.dumps(exc.error.payload())))
+        except asyncio.CancelledError:
+            if request.app[LIFECYCLE].shutting_down:
+                with contextlib.suppress(Exception):
+                    await response.write(data_event(orjson.dumps(SHUTDOWN_ERROR.payload())))
+            raise
         else:
             await response.write(DONE_EVENT)
+            if assembler is not None and assembler.complete:
+                assembler.usage = assembler.usage or stream.usage
+                store_answer(request, ctx, orjson.dumps(assembler.completion()))
         await response.write_eof()
         return response
     finally:
@@ -166,6 +188,4 @@ async def create_embeddings(request: web.Request, ctx: RequestContext) -> web.Re
         return await ctx.state.adapters[model.provider].embeddings(call), model.provider
 
     answer, provider = await call_with_fallback(ctx, request.app[RESILIENCE], ctx.route.candidates, embed)
-    answer["provider"] = provider
-    ctx.record_usage(answer.get("usage"))
-    return web.Response(body=orjson.dumps(answer), content_type="application/json")
+    return answer_response(request, ctx, answer, provider)

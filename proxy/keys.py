@@ -8,7 +8,9 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from proxy.observers import RequestObserver
+    from proxy.cache import ResponseCache
     from proxy.fallback import Resilience
+    from proxy.lifecycle import Lifecycle
     from proxy.reload import ConfigWatcher
     from proxy.state import StateHolder
     from proxy.upstreams import UpstreamPool
@@ -19,3 +21,5 @@ WATCHER = web.AppKey("watcher", "ConfigWatcher | None")
 BIND_HOST = web.AppKey("bind_host", str)
 OBSERVERS = web.AppKey("observers", "list[RequestObserver]")
 RESILIENCE = web.AppKey("resilience", "Resilience")
+RESPONSE_CACHE = web.AppKey("response_cache", "ResponseCache")
+LIFECYCLE = web.AppKey("lifecycle", "Lifecycle")

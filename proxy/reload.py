@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from proxy.auth import unsafe_bind_reason
-from proxy.config import ConfigError, GatewayConfig, load_config
+from proxy.config import ConfigError, GatewayConfig, load_config, with_api_overrides
 from proxy.logs import log_event, set_level
 from proxy.state import StateHolder, build_state
 from proxy.upstreams import UpstreamPool
@@ -40,7 +40,8 @@ class ConfigWatcher:
     def __init__(self, path: str, holder: StateHolder, pool: UpstreamPool, bind_host: str,
                  interval: float = 0.5,
                  on_reload: Callable[[GatewayConfig], None] | None = None,
-                 on_failure: Callable[[], None] | None = None) -> None:
+                 on_failure: Callable[[], None] | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> None:
         self.path = path
         self.holder = holder
         self.pool = pool
@@ -48,6 +49,7 @@ class ConfigWatcher:
         self.interval = interval
         self.on_reload = on_reload
         self.on_failure = on_failure
+        self.overrides = overrides
         self._identity = file_identity(path)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -80,7 +82,7 @@ class ConfigWatcher:
         async with self._lock:
             self._identity = identity or file_identity(self.path)
             try:
-                config = await asyncio.to_thread(load_config, self.path)
+                config = with_api_overrides(await asyncio.to_thread(load_config, self.path), self.overrides)
                 problem = unsafe_bind_reason(config.auth, self.bind_host)
                 if problem:
                     raise ConfigError(problem)

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 
 DONE = b"[DONE]"
 DONE_EVENT = b"data: [DONE]\n\n"
+STREAM_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 

@@ -60,8 +60,8 @@ async def test_auth_disabled_explicitly_lets_requests_through(gateway) -> None:
 
 def test_match_key_names_the_caller() -> None:
     auth = parse_config(make_config(auth=KEYS), environ={}).auth
-    assert match_key(auth, "sk-gw-billing") == "billing-svc"
-    assert match_key(auth, "sk-gw-ops") == "ops"
+    assert match_key(auth, "sk-gw-billing").name == "billing-svc"
+    assert match_key(auth, "sk-gw-ops").name == "ops"
     assert match_key(auth, "sk-gw-billin") is None
 
 

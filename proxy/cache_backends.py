@@ -1,0 +1,118 @@
+"""Where cached answers live: a bounded in-process LRU, or Redis.
+
+Both store opaque bytes under a string key with a TTL. The Redis backend
+never lets Redis trouble reach a caller: an error or a slow answer counts as
+a miss, the backend marks itself down (one warning), stops asking Redis for a
+second, then tries again, and says so when Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+import cachetools
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from proxy.logs import log_event
+
+KEY_PREFIX = "llmgw:v1:"
+RETRY_AFTER_FAILURE = 1.0
+
+
+class MemoryCache:
+    """A bounded LRU with per-entry expiry, in this process only."""
+
+    name = "memory"
+
+    def __init__(self, max_entries: int, ttl: float) -> None:
+        self._entries: cachetools.TTLCache[str, bytes] = cachetools.TTLCache(
+            maxsize=max_entries, ttl=ttl, timer=time.monotonic)
+
+    @property
+    def available(self) -> bool:
+        """Always: memory does not go away."""
+        return True
+
+    async def get(self, key: str) -> bytes | None:
+        """The value, or ``None`` if absent or expired."""
+        return self._entries.get(key)
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value``; the TTL is the cache's own (set at construction)."""
+        self._entries[key] = value
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class RedisCache:
+    """Redis, with short timeouts and a circuit that skips Redis while it is down."""
+
+    name = "redis"
+
+    def __init__(self, url: str, timeout: float = 0.25,
+                 on_error: Callable[[], None] | None = None) -> None:
+        self._client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False,
+            health_check_interval=0)
+        self._down_until = 0.0
+        self._down = False
+        self._on_error = on_error
+
+    @property
+    def available(self) -> bool:
+        """False while Redis is considered down (then requests go uncached)."""
+        return not self._down or time.monotonic() >= self._down_until
+
+    async def get(self, key: str) -> bytes | None:
+        """The value, or ``None`` on a miss or any Redis trouble."""
+        if not self.available:
+            return None
+        try:
+            value = await self._client.get(KEY_PREFIX + key)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._failed(exc)
+            return None
+        self._recovered()
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` for ``ttl`` seconds (atomically: SET with EX); errors are swallowed."""
+        if not self.available:
+            return
+        try:
+            await self._client.set(KEY_PREFIX + key, value, px=max(1, int(ttl * 1000)))
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._failed(exc)
+            return
+        self._recovered()
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._on_error is not None:
+            self._on_error()
+        self._down_until = time.monotonic() + RETRY_AFTER_FAILURE
+        if not self._down:
+            self._down = True
+            log_event("cache_unavailable", logging.WARNING, backend="redis",
+                      error=type(exc).__name__, note="answering uncached until Redis is back")
+
+    def _recovered(self) -> None:
+        if self._down:
+            self._down = False
+            log_event("cache_recovered", backend="redis")
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+def build_backend(caching: "object", on_error: Callable[[], None] | None = None) -> MemoryCache | RedisCache:
+    """The backend the ``caching`` section asks for: Redis with a URL, else memory."""
+    redis_url = getattr(caching, "redis_url")
+    if redis_url:
+        return RedisCache(redis_url, on_error=on_error)
+    return MemoryCache(getattr(caching, "max_entries"), getattr(caching, "ttl"))

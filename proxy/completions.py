@@ -1,0 +1,105 @@
+"""Between a stream of chat chunks and one complete chat answer, both ways.
+
+:class:`CompletionAssembler` builds the ``chat.completion`` a stream amounts
+to (so a streamed answer can be cached), and :func:`replay_chunks` turns a
+stored ``chat.completion`` back into the chunks of a stream (so a cached
+answer can be served to a streaming caller).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import orjson
+
+
+def include_usage_requested(body: dict[str, Any]) -> bool:
+    """Whether the caller asked for the final usage chunk of a stream."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+class CompletionAssembler:
+    """Feed it every chunk payload of a stream; ask it for the whole answer at the end."""
+
+    __slots__ = ("_head", "_choices", "usage")
+
+    def __init__(self) -> None:
+        self._head: dict[str, Any] = {}
+        self._choices: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, payload: bytes) -> None:
+        """Take one ``chat.completion.chunk`` (JSON bytes)."""
+        chunk = orjson.loads(payload)
+        if not self._head:
+            self._head = {k: chunk[k] for k in ("id", "created", "model", "system_fingerprint", "provider")
+                          if k in chunk}
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            self._add_choice(choice)
+
+    def _add_choice(self, choice: dict[str, Any]) -> None:
+        slot = self._choices.setdefault(choice.get("index", 0), {"content": [], "tool_calls": {},
+                                                                 "finish_reason": None, "role": "assistant"})
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            slot["content"].append(delta["content"])
+        for call in delta.get("tool_calls") or ():
+            entry = slot["tool_calls"].setdefault(call.get("index", 0), {
+                "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+            if call.get("id"):
+                entry["id"] = call["id"]
+            function = call.get("function") or {}
+            if function.get("name"):
+                entry["function"]["name"] = function["name"]
+            if function.get("arguments"):
+                entry["function"]["arguments"] += function["arguments"]
+        if choice.get("finish_reason"):
+            slot["finish_reason"] = choice["finish_reason"]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every choice has finished."""
+        return bool(self._choices) and all(c["finish_reason"] for c in self._choices.values())
+
+    def completion(self) -> dict[str, Any]:
+        """The ``chat.completion`` the stream amounted to."""
+        choices = []
+        for index in sorted(self._choices):
+            slot = self._choices[index]
+            message: dict[str, Any] = {"role": "assistant",
+                                       "content": "".join(slot["content"]) if slot["content"] else None}
+            if slot["tool_calls"]:
+                message["tool_calls"] = [slot["tool_calls"][i] for i in sorted(slot["tool_calls"])]
+            choices.append({"index": index, "message": message, "finish_reason": slot["finish_reason"],
+                            "logprobs": None})
+        answer = {**self._head, "object": "chat.completion", "choices": choices}
+        if self.usage is not None:
+            answer["usage"] = self.usage
+        return answer
+
+
+def replay_chunks(answer: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
+    """The chunk payloads of a stream that delivers ``answer``."""
+    head = {k: answer[k] for k in ("provider", "id", "created", "model", "system_fingerprint") if k in answer}
+    head["object"] = "chat.completion.chunk"
+    for choice in answer.get("choices") or ():
+        index = choice.get("index", 0)
+        message = choice.get("message") or {}
+        yield _chunk(head, index, {"role": "assistant", "content": ""})
+        if message.get("content"):
+            yield _chunk(head, index, {"content": message["content"]})
+        for position, call in enumerate(message.get("tool_calls") or ()):
+            function = call.get("function") or {}
+            yield _chunk(head, index, {"tool_calls": [{
+                "index": position, "id": call.get("id"), "type": "function",
+                "function": {"name": function.get("name"), "arguments": function.get("arguments", "")}}]})
+        yield _chunk(head, index, {}, choice.get("finish_reason") or "stop")
+    if include_usage and answer.get("usage"):
+        yield orjson.dumps({**head, "choices": [], "usage": answer["usage"]})
+
+
+def _chunk(head: dict[str, Any], index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return orjson.dumps({**head, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]})

@@ -1,0 +1,61 @@
+"""A stream's chunks to one answer and back."""
+
+from __future__ import annotations
+
+import orjson
+
+from proxy.completions import CompletionAssembler, include_usage_requested, replay_chunks
+
+ANSWER = {
+    "provider": "openai", "id": "chatcmpl-1", "created": 5, "model": "gpt-4o",
+    "object": "chat.completion",
+    "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None, "message": {
+        "role": "assistant", "content": "Checking.",
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 1}'}},
+                       {"id": "call_2", "type": "function", "function": {"name": "other", "arguments": "{}"}}]}}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+}
+
+
+def test_replay_then_assemble_round_trips() -> None:
+    assembler = CompletionAssembler()
+    for chunk in replay_chunks(ANSWER, include_usage=True):
+        assembler.add(chunk)
+    assert assembler.complete
+    assert assembler.completion() == ANSWER
+
+
+def test_usage_chunk_only_when_asked() -> None:
+    chunks = [orjson.loads(c) for c in replay_chunks(ANSWER, include_usage=False)]
+    assert all(c["choices"] for c in chunks)
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+
+
+def test_arguments_split_across_chunks_are_joined() -> None:
+    head = {"id": "x", "created": 1, "model": "m"}
+    pieces = [
+        {"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None},
+        {"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c", "type": "function",
+                                               "function": {"name": "f", "arguments": ""}}]}, "finish_reason": None},
+        {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]}, "finish_reason": None},
+        {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}, "finish_reason": None},
+        {"index": 0, "delta": {}, "finish_reason": "tool_calls"},
+    ]
+    assembler = CompletionAssembler()
+    for choice in pieces:
+        assembler.add(orjson.dumps({**head, "choices": [choice]}))
+    message = assembler.completion()["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a": 1}'}
+
+
+def test_unfinished_stream_is_not_complete() -> None:
+    assembler = CompletionAssembler()
+    assembler.add(orjson.dumps({"id": "x", "choices": [{"index": 0, "delta": {"content": "hi"}}]}))
+    assert not assembler.complete
+
+
+def test_include_usage_requested() -> None:
+    assert include_usage_requested({"stream_options": {"include_usage": True}})
+    assert not include_usage_requested({"stream_options": None})
+    assert not include_usage_requested({})
