@@ -14,6 +14,7 @@ from proxy.config import GatewayConfig
 from proxy.fallback import Resilience
 from proxy.keys import BIND_HOST, LIFECYCLE, OBSERVERS, POOL, RESILIENCE, RESPONSE_CACHE, STATE, WATCHER
 from proxy.lifecycle import Lifecycle
+from proxy.metrics import install_metrics
 from proxy.reload import ConfigWatcher
 from proxy.routing import routing_middleware
 from proxy.state import StateHolder, build_state
@@ -86,4 +87,5 @@ def create_app(
 
     app.on_startup.append(open_upstreams)
     app.on_cleanup.append(close_upstreams)
+    install_metrics(app, config)
     return app

@@ -8,13 +8,19 @@ key is marked unhealthy as a whole for one cool-down.
 
 Breakers live on the application, not in a config snapshot, so a reload keeps
 what they have learned. Each worker process has its own.
+
+Whoever wants to hear about state changes (the metrics) sets
+``BreakerBoard.on_change``; it is called with ``(provider, model, state)``
+each time a breaker moves to another state.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
+
+StateListener = Callable[[str], None]
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
@@ -31,14 +37,22 @@ class BreakerSettings:
 class CircuitBreaker:
     """The breaker of one upstream model."""
 
-    __slots__ = ("settings", "state", "failures", "opened_at", "probing")
+    __slots__ = ("settings", "state", "failures", "opened_at", "probing", "on_change")
 
-    def __init__(self, settings: BreakerSettings) -> None:
+    def __init__(self, settings: BreakerSettings, on_change: StateListener | None = None) -> None:
         self.settings = settings
         self.state = CLOSED
         self.failures = 0
         self.opened_at = 0.0
         self.probing = False
+        self.on_change = on_change
+
+    def _move(self, state: str) -> None:
+        """Enter ``state``, telling the listener when that is a change."""
+        if state != self.state:
+            self.state = state
+            if self.on_change is not None:
+                self.on_change(state)
 
     def allow(self, now: float | None = None) -> bool:
         """May a request go to this upstream now? Claims the probe when half-open."""
@@ -46,7 +60,7 @@ class CircuitBreaker:
             return True
         now = time.monotonic() if now is None else now
         if self.state == OPEN and now - self.opened_at >= self.settings.cooldown:
-            self.state = HALF_OPEN
+            self._move(HALF_OPEN)
             self.probing = False
         if self.state == HALF_OPEN and not self.probing:
             self.probing = True
@@ -64,7 +78,7 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """The upstream answered: close."""
-        self.state = CLOSED
+        self._move(CLOSED)
         self.failures = 0
         self.probing = False
 
@@ -76,8 +90,8 @@ class CircuitBreaker:
 
     def trip(self, now: float | None = None) -> None:
         """Open now, whatever the count."""
-        self.state = OPEN
         self.opened_at = time.monotonic() if now is None else now
+        self._move(OPEN)
         self.probing = False
 
     def release(self) -> None:
@@ -99,6 +113,7 @@ class BreakerBoard:
         self.settings = settings or BreakerSettings()
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._provider_down_until: dict[str, float] = {}
+        self.on_change: Callable[[str, str, str], None] | None = None
 
     def configure(self, settings: BreakerSettings) -> None:
         """Apply new thresholds (a reload) to existing and future breakers."""
@@ -110,8 +125,17 @@ class BreakerBoard:
         key = (provider, model)
         breaker = self._breakers.get(key)
         if breaker is None:
-            breaker = self._breakers[key] = CircuitBreaker(self.settings)
+            breaker = self._breakers[key] = CircuitBreaker(self.settings, self._listener(provider, model))
         return breaker
+
+    def _listener(self, provider: str, model: str) -> StateListener:
+        """What a new breaker calls on a state change: ``on_change`` as it is at that moment."""
+
+        def changed(state: str) -> None:
+            if self.on_change is not None:
+                self.on_change(provider, model, state)
+
+        return changed
 
     def mark_provider_down(self, provider: str, now: float | None = None) -> None:
         """Our key for ``provider`` was refused: skip the whole provider for one cool-down."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from aiohttp import web
@@ -45,6 +45,7 @@ class ResponseCache:
         self.settings: CachingConfig | None = None
         self.backend: MemoryCache | RedisCache | None = None
         self.errors = 0
+        self.on_error: Callable[[], None] | None = None
         self._retired: list[MemoryCache | RedisCache] = []
         self._writes: set[asyncio.Task[None]] = set()
 
@@ -64,6 +65,8 @@ class ResponseCache:
 
     def _count_error(self) -> None:
         self.errors += 1
+        if self.on_error is not None:
+            self.on_error()
 
     def usable(self) -> bool:
         """Whether lookups and stores should be attempted now."""

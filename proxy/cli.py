@@ -28,6 +28,7 @@ from proxy.auth import unsafe_bind_reason
 from proxy.config import ConfigError, GatewayConfig, load_config, with_api_overrides
 from proxy.keys import LIFECYCLE, STATE, WATCHER
 from proxy.logs import log_event, setup_logging, stop_logging
+from proxy.metrics import start_supervisor_metrics
 
 CONFIG_ENV = "LLM_GATEWAY_CONFIG"
 QUICK_DEATH_SECONDS = 2.0
@@ -157,6 +158,13 @@ def supervise(args: argparse.Namespace, config: GatewayConfig) -> int:
         stop_logging()
         return 1
     args.port = reserved.getsockname()[1]
+    try:
+        metrics = start_supervisor_metrics(config)
+    except OSError as exc:
+        reserved.close()
+        log_event("gateway_failed", logging.ERROR, error=f"cannot listen for metrics: {exc.strerror or exc}")
+        stop_logging()
+        return 1
     spawn = multiprocessing.get_context("spawn")
     count = config.api.workers
     stopping = False
@@ -191,6 +199,7 @@ def supervise(args: argparse.Namespace, config: GatewayConfig) -> int:
         for proc in list(workers):
             if proc.is_alive():
                 continue
+            metrics.worker_exited(proc.pid)
             if stopping:
                 workers.remove(proc)
                 failed = failed or proc.exitcode not in (0, None)
@@ -209,6 +218,7 @@ def supervise(args: argparse.Namespace, config: GatewayConfig) -> int:
             started_at[replacement.pid] = time.monotonic()
             workers[workers.index(proc)] = replacement
     reserved.close()
+    metrics.close()
     log_event("supervisor_stopped", pid=os.getpid())
     stop_logging()
     return 1 if failed else 0
