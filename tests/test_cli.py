@@ -501,6 +501,7 @@ async def test_sigterm_cuts_streams_at_the_end_of_the_grace_period(gateway_proce
             assert await gw.await_exit(timeout=3 * grace + 5) == 0
             took = time.monotonic() - signalled
     assert b"[DONE]" not in received
+    assert b'"code":"gateway_shutdown"' in received  # the mid-stream contract: the caller is told
     problems = []
     if took > grace + 1.0:
         problems.append(f"exited {took:.1f}s after SIGTERM; api.shutdown_timeout is {grace}s")
@@ -686,7 +687,7 @@ async def test_stream_in_flight_survives_reload(gateway_process: Any, aiohttp_se
         async with session.post(f"{gw.base_url}/v1/chat/completions", json=chat_body("gpt-4o")) as resp:
             assert resp.status == 404
             assert openai_error(await resp.json())["code"] == "model_not_found"
-    assert gw.requests()[0]["status"] == 200
+    assert (await gw.await_for("request"))["status"] == 200
 
 
 # ---------------------------------------------------------------- 6. several workers
