@@ -8,6 +8,7 @@ from aiohttp import web
 
 from proxy import handlers
 from proxy.access_log import access_log_middleware, add_gateway_headers
+from proxy.admission import admission_middleware
 from proxy.auth import auth_middleware
 from proxy.cache import ResponseCache, cache_middleware
 from proxy.config import GatewayConfig
@@ -24,6 +25,7 @@ from proxy.validation import validation_middleware
 # Order matters: each stage relies on the ones before it.
 PIPELINE = (
     access_log_middleware,  # request id, context, errors, the log line, metrics hook
+    admission_middleware,  # refuse at once past api.max_in_flight
     auth_middleware,  # who is calling
     validation_middleware,  # read, parse and check the body
     routing_middleware,  # pick the model (the cache key needs it)

@@ -43,6 +43,7 @@ class ApiConfig:
     connect_timeout: float = 10.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     shutdown_timeout: float = 30.0
+    max_in_flight: int = 4096
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,11 @@ import asyncio
 class Lifecycle:
     """The set of request tasks in flight and whether the gateway is shutting down."""
 
-    __slots__ = ("in_flight", "shutting_down")
+    __slots__ = ("in_flight", "admitted", "shutting_down")
 
     def __init__(self) -> None:
         self.in_flight: set[asyncio.Task[object]] = set()
+        self.admitted = 0  # model requests in flight (see proxy/admission.py)
         self.shutting_down = False
 
     def enter(self) -> asyncio.Task[object] | None:
