@@ -168,6 +168,10 @@ async def _try_candidate(
             error = UpstreamError(504, f"No answer from '{model.provider}' within the request's "
                                   f"deadline of {ctx.state.config.api.timeout:g} s.",
                                   code="upstream_timeout", retryable=False)
+        except asyncio.CancelledError:
+            breaker.release()
+            _record(ctx, model, "cancelled", 499, started, loop)  # the caller went away mid-attempt
+            raise
         except BaseException:
             breaker.release()
             raise

@@ -245,7 +245,7 @@ class GatewayMetrics:
         for attempt in ctx.attempts:
             seconds = attempt["ms"] / 1000
             upstream_seconds += seconds
-            outcome = "ok" if attempt["outcome"] == "ok" else "error"
+            outcome = attempt["outcome"] if attempt["outcome"] in ("ok", "cancelled") else "error"
             self.upstream(attempt["provider"], attempt["model"], outcome).observe(seconds)
         for (provider, model), group in groupby(ctx.attempts, lambda a: (a["provider"], a["model"])):
             extra = sum(1 for _ in group) - 1
