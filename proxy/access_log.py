@@ -7,14 +7,13 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 
 from aiohttp import web
 
 from proxy.context import CONTEXT_KEY, RequestContext
 from proxy.errors import GatewayError, from_http_exception
 from proxy.keys import LIFECYCLE, OBSERVERS, STATE
-from proxy.logs import log, log_event
+from proxy.logs import error_summary, is_enabled, log_event
 
 REQUEST_ID_HEADER = "X-Request-Id"
 AGENT_HEADER = "X-Agent"
@@ -27,7 +26,7 @@ def request_id_for(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER)
     if given and len(given) <= _MAX_REQUEST_ID and given.isprintable() and given.isascii():
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @web.middleware
@@ -57,9 +56,8 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
     except ConnectionResetError:
         _client_gone(request, ctx)
         raise
-    except Exception:
-        log.exception("unhandled error", extra={"event": "internal_error",
-                                                "fields": {"request_id": ctx.request_id}})
+    except Exception as exc:
+        log_event("internal_error", logging.ERROR, request_id=ctx.request_id, exception=error_summary(exc))
         response = _error_response(ctx, GatewayError(
             500, "The gateway failed while handling this request; it has been logged "
             f"under request id {ctx.request_id}.", code="internal_error"))
@@ -91,7 +89,7 @@ def _error_response(ctx: RequestContext, error: GatewayError) -> web.Response:
 def _finish(request: web.Request, ctx: RequestContext) -> None:
     for observer in request.app[OBSERVERS]:
         observer.request_finished(ctx)
-    if log.isEnabledFor(logging.INFO):
+    if is_enabled(logging.INFO):
         log_event("request", **request_fields(request, ctx))
 
 

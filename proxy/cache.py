@@ -78,11 +78,15 @@ class ResponseCache:
         return await self.backend.get(key)
 
     def store(self, key: str, value: bytes) -> None:
-        """Store in the background; the caller's answer never waits for the cache."""
+        """Store without making the caller wait: in memory at once, in Redis in the background."""
         if not self.usable() or len(value) > self.settings.max_entry_bytes:  # type: ignore[union-attr]
             return
+        backend = self.backend
+        if isinstance(backend, MemoryCache):
+            backend.put(key, value)
+            return
         task = asyncio.get_running_loop().create_task(
-            self.backend.set(key, value, self.settings.ttl))  # type: ignore[union-attr]
+            backend.set(key, value, self.settings.ttl))  # type: ignore[union-attr]
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 

@@ -14,9 +14,8 @@ import time
 from typing import Callable
 
 import cachetools
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from proxy.config import CachingConfig
 from proxy.logs import log_event
 
 KEY_PREFIX = "llmgw:v1:"
@@ -43,6 +42,10 @@ class MemoryCache:
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store ``value``; the TTL is the cache's own (set at construction)."""
+        self.put(key, value)
+
+    def put(self, key: str, value: bytes) -> None:
+        """Store ``value`` at once (memory needs no waiting)."""
         self._entries[key] = value
 
     async def close(self) -> None:
@@ -56,6 +59,8 @@ class RedisCache:
 
     def __init__(self, url: str, timeout: float = 0.25,
                  on_error: Callable[[], None] | None = None) -> None:
+        import redis.asyncio as aioredis  # only a gateway configured for Redis pays for the import
+
         self._client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False,
             health_check_interval=0)
@@ -74,7 +79,7 @@ class RedisCache:
             return None
         try:
             value = await self._client.get(KEY_PREFIX + key)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (_redis_error(), OSError, asyncio.TimeoutError) as exc:
             self._failed(exc)
             return None
         self._recovered()
@@ -86,7 +91,7 @@ class RedisCache:
             return
         try:
             await self._client.set(KEY_PREFIX + key, value, px=max(1, int(ttl * 1000)))
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (_redis_error(), OSError, asyncio.TimeoutError) as exc:
             self._failed(exc)
             return
         self._recovered()
@@ -110,9 +115,14 @@ class RedisCache:
         await self._client.aclose()
 
 
-def build_backend(caching: "object", on_error: Callable[[], None] | None = None) -> MemoryCache | RedisCache:
+def _redis_error() -> type[Exception]:
+    from redis.exceptions import RedisError
+
+    return RedisError
+
+
+def build_backend(caching: CachingConfig, on_error: Callable[[], None] | None = None) -> MemoryCache | RedisCache:
     """The backend the ``caching`` section asks for: Redis with a URL, else memory."""
-    redis_url = getattr(caching, "redis_url")
-    if redis_url:
-        return RedisCache(redis_url, on_error=on_error)
-    return MemoryCache(getattr(caching, "max_entries"), getattr(caching, "ttl"))
+    if caching.redis_url:
+        return RedisCache(caching.redis_url, on_error=on_error)
+    return MemoryCache(caching.max_entries, caching.ttl)

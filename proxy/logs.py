@@ -1,102 +1,165 @@
 """JSON log lines on stdout, written by a background thread.
 
-Every line is one JSON object with ``time``, ``level`` and ``event``; the
-request line adds the request's fields. The event loop only puts records on a
-queue: the write to stdout happens on the listener's thread, so a slow
-terminal or pipe never stalls a request.
+Every line is one JSON object with ``time`` (UTC, milliseconds), ``level`` and
+``event``, then the event's fields. The event loop only serialises the line
+(orjson, well under a microsecond) and puts the bytes on a queue; a writer
+thread writes them out in batches, so a slow terminal or pipe never stalls a
+request. Records of the standard ``logging`` module (aiohttp's and asyncio's
+warnings) are bridged into the same format.
 """
 
 from __future__ import annotations
 
 import atexit
+import io
 import logging
-import logging.handlers
 import queue
 import sys
+import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 import orjson
 
 LOGGER_NAME = "llm_gateway"
-log = logging.getLogger(LOGGER_NAME)
-
-_listener: logging.handlers.QueueListener | None = None
-
-
-class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        seconds = record.created
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        line: dict[str, Any] = {
-            "time": f"{stamp}.{int(seconds % 1 * 1000):03d}Z",
-            "level": record.levelname,
-            "event": getattr(record, "event", None) or "message",
-        }
-        fields = getattr(record, "fields", None)
-        if fields:
-            line.update(fields)
-        if record.msg and not fields or record.name != LOGGER_NAME:
-            line["message"] = record.getMessage()
-            if record.name != LOGGER_NAME:
-                line["logger"] = record.name
-        error = getattr(record, "error_summary", None)
-        if error:
-            line["exception"] = error
-        return orjson.dumps(line, default=str).decode()
+BRIDGED_LOGGERS = ("aiohttp", "asyncio", LOGGER_NAME)
+_LEVEL_NAMES = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING",
+                logging.ERROR: "ERROR", logging.CRITICAL: "CRITICAL"}
+_BATCH = 512
 
 
-class _QueueHandler(logging.handlers.QueueHandler):
-    """Hands records to the writer thread with their message resolved and no traceback."""
+class LogWriter:
+    """Writes queued lines to a stream from its own thread, many lines per write."""
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record.msg = record.getMessage()
-        record.args = None
-        if record.exc_info:
-            exc = record.exc_info[1]
-            record.error_summary = f"{type(exc).__name__}: {exc}"
-        record.exc_info = None
-        record.exc_text = None
-        return record
+    def __init__(self, stream: IO[Any]) -> None:
+        self._write = _binary_writer(stream)
+        self._flush = stream.flush
+        self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, line: bytes) -> None:
+        """Queue one line (with its newline)."""
+        self._lines.put(line)
+
+    def _run(self) -> None:
+        while True:
+            first = self._lines.get()
+            batch = [first]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._lines.get_nowait())
+                except queue.Empty:
+                    break
+            done = None in batch
+            try:
+                self._write(b"".join(line for line in batch if line is not None))
+                self._flush()
+            except (OSError, ValueError):
+                pass  # stdout closed: nothing sensible left to do with a log line
+            if done:
+                return
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        self._lines.put(None)
+        self._thread.join(timeout=5)
 
 
-def setup_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:
-    """Send the gateway's log lines (and aiohttp's warnings) to ``stream`` as JSON."""
-    global _listener
-    stop_logging()
-    handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    _listener = logging.handlers.QueueListener(records, handler, respect_handler_level=False)
-    _listener.start()
-    queue_handler = _QueueHandler(records)
-    for name in (LOGGER_NAME, "aiohttp"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [queue_handler]
-        logger.propagate = False
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    set_level(level)
+def _binary_writer(stream: IO[Any]) -> Callable[[bytes], Any]:
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        return buffer.write
+    if isinstance(stream, io.TextIOBase):
+        return lambda data: stream.write(data.decode())
+    return stream.write
 
 
-def set_level(level: str) -> None:
-    """Change the gateway's log level (a reload may do this)."""
-    log.setLevel(level.upper())
+class _Timestamps:
+    """``2026-01-02T03:04:05.678Z``, formatting the seconds part once per second."""
+
+    __slots__ = ("_second", "_prefix")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
 
 
-def stop_logging() -> None:
-    """Flush queued lines and stop the writer thread."""
-    global _listener
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+_writer: LogWriter | None = None
+_threshold = logging.INFO
+_timestamps = _Timestamps()
 
 
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Write one line for ``event`` with ``fields``."""
-    if log.isEnabledFor(level):
-        log.log(level, event, extra={"event": event, "fields": fields})
+    """Write one line for ``event`` with ``fields`` (if ``level`` passes the threshold)."""
+    if level < _threshold:
+        return
+    line = {"time": _timestamps.format(time.time()), "level": _LEVEL_NAMES.get(level, "INFO"),
+            "event": event}
+    line.update(fields)
+    writer = _writer if _writer is not None else _default_writer()
+    writer.put(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def is_enabled(level: int) -> bool:
+    """Whether lines of ``level`` are written (to skip building fields that would be dropped)."""
+    return level >= _threshold
+
+
+def error_summary(exc: BaseException) -> str:
+    """``Type: message`` of an exception: enough to find it, no traceback."""
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class _BridgeHandler(logging.Handler):
+    """Turns standard ``logging`` records into our JSON lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields: dict[str, Any] = {"logger": record.name, "message": record.getMessage()[:2000]}
+        if record.exc_info and record.exc_info[1] is not None:
+            fields["exception"] = error_summary(record.exc_info[1])
+        log_event("message", record.levelno, **fields)
+
+
+def setup_logging(level: str = "INFO", stream: IO[Any] | None = None) -> None:
+    """Send log lines to ``stream`` (stdout by default) at ``level`` and above."""
+    global _writer
+    stop_logging()
+    _writer = LogWriter(stream or sys.stdout)
+    bridge = _BridgeHandler()
+    for name in BRIDGED_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [bridge]
+        logger.propagate = False
+        logger.setLevel(logging.WARNING if name != LOGGER_NAME else logging.DEBUG)
+    set_level(level)
+
+
+def _default_writer() -> LogWriter:
+    setup_logging(logging.getLevelName(_threshold))
+    assert _writer is not None
+    return _writer
+
+
+def set_level(level: str) -> None:
+    """Change the threshold (a reload may do this)."""
+    global _threshold
+    _threshold = logging.getLevelName(level.upper())
+
+
+def stop_logging() -> None:
+    """Write queued lines and stop the writer thread."""
+    global _writer
+    if _writer is not None:
+        writer, _writer = _writer, None
+        writer.close()
 
 
 atexit.register(stop_logging)

@@ -37,13 +37,13 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from proxy.breakers import STATE_VALUES
 from proxy.keys import BIND_HOST, OBSERVERS, RESILIENCE, RESPONSE_CACHE
+from proxy.logs import error_summary, log_event
 
 if TYPE_CHECKING:
     from proxy.breakers import BreakerBoard
     from proxy.config import GatewayConfig
     from proxy.context import RequestContext
 
-log = logging.getLogger("llm_gateway")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SUPERVISED_ENV = "LLM_GATEWAY_METRICS_SUPERVISED"
@@ -182,9 +182,9 @@ class GatewayMetrics:
         """Account for a finished request; never raises (it runs on the request path)."""
         try:
             self._finished(ctx, time.perf_counter())
-        except Exception:  # a metrics bug must never fail a request
-            log.exception("metrics failed", extra={"event": "internal_error",
-                                                   "fields": {"request_id": ctx.request_id}})
+        except Exception as exc:  # a metrics bug must never fail a request
+            log_event("internal_error", logging.ERROR, request_id=ctx.request_id,
+                      exception=error_summary(exc), note="metrics failed")
 
     def config_reloaded(self, config: "GatewayConfig | None", ok: bool) -> None:
         """Count the reload; on success, stamp the time and follow the new models' breakers."""

@@ -8,14 +8,12 @@ shutdown, and reused if the upstream comes back.
 
 from __future__ import annotations
 
-import logging
 from typing import Iterable
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-log = logging.getLogger("llm_gateway")
 
 
 def origin_of(url: str) -> str:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Awaitable, Callable
+import io
+import logging
+from typing import Any, Awaitable, Callable, Iterator
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from proxy import logs
 from proxy.app import create_app
 from proxy.config import parse_config
 from tests.fakes import FakeOpenAI
@@ -61,6 +65,39 @@ def make_config(upstream_url: str | None = None, **sections: Any) -> dict[str, A
     for name, value in sections.items():
         config[name] = value
     return config
+
+
+class LogCapture:
+    """The gateway's JSON log lines, captured in memory (written by the log thread)."""
+
+    def __init__(self) -> None:
+        self.buffer = io.StringIO()
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every complete line written so far, parsed."""
+        text = self.buffer.getvalue()
+        return [orjson.loads(line) for line in text.splitlines()[: text.count("\n")]]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The lines whose ``event`` is ``name``."""
+        return [line for line in self.lines() if line["event"] == name]
+
+    def flushed(self) -> list[dict[str, Any]]:
+        """Wait for the writer to write everything queued, then every line."""
+        logs.stop_logging()
+        return self.lines()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogCapture]:
+    """Capture the gateway's log lines for the test."""
+    capture = LogCapture()
+    logs.setup_logging("INFO", stream=capture.buffer)
+    yield capture
+    logs.stop_logging()
+    for name in logs.BRIDGED_LOGGERS:
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
 
 
 @pytest.fixture

@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import logging
-
 import orjson
-import pytest
 
-from proxy import logs
 from tests.conftest import make_config
 
 KEYS = {"keys": [{"name": "billing-svc", "key": "sk-gw-caller-secret"}]}
 SECRET_PROMPT = "my password is hunter2"
-
-
-@pytest.fixture
-def log_lines():
-    """Route the gateway's log to a buffer; call the result to get the parsed lines."""
-    buffer = io.StringIO()
-    logs.setup_logging("INFO", stream=buffer)
-
-    def read() -> list[dict]:
-        logs.stop_logging()
-        return [orjson.loads(line) for line in buffer.getvalue().splitlines()]
-
-    yield read
-    logs.stop_logging()
-    for name in (logs.LOGGER_NAME, "aiohttp"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
 
 
 async def test_one_line_per_request_with_its_fields(gateway, fake_openai, log_lines) -> None:
@@ -41,7 +19,7 @@ async def test_one_line_per_request_with_its_fields(gateway, fake_openai, log_li
     await client.post("/v1/chat/completions", json=body, headers=headers)
     await (await client.post("/v1/chat/completions", json={**body, "stream": True},
                              headers={**headers, "X-Request-Id": "req-2"})).read()
-    lines = [line for line in log_lines() if line["event"] == "request"]
+    lines = [line for line in log_lines.flushed() if line["event"] == "request"]
     assert [line["request_id"] for line in lines] == ["req-1", "req-2"]
     plain, stream = lines
     assert plain["level"] == "INFO" and plain["time"].endswith("Z")
@@ -62,7 +40,7 @@ async def test_no_key_and_no_prompt_in_any_line(gateway, fake_openai, log_lines)
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": SECRET_PROMPT}]}
     await client.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-gw-caller-secret"})
     await client.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-wrong-guess"})
-    text = "\n".join(orjson.dumps(line).decode() for line in log_lines())
+    text = "\n".join(orjson.dumps(line).decode() for line in log_lines.flushed())
     for secret in ("sk-gw-caller-secret", "sk-wrong-guess", "sk-upstream-secret", "hunter2"):
         assert secret not in text
 
@@ -70,7 +48,7 @@ async def test_no_key_and_no_prompt_in_any_line(gateway, fake_openai, log_lines)
 async def test_errors_are_logged_with_their_code(gateway, log_lines) -> None:
     client = await gateway(make_config())
     await client.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
-    line = next(line for line in log_lines() if line["event"] == "request")
+    line = next(line for line in log_lines.flushed() if line["event"] == "request")
     assert (line["status"], line["error"]) == (404, "model_not_found")
 
 
@@ -89,5 +67,5 @@ async def test_a_bug_of_ours_is_a_500_without_traceback(gateway, monkeypatch, lo
     error = orjson.loads(text)["error"]
     assert error["code"] == "internal_error"
     assert resp.headers["X-Request-Id"] in error["message"]
-    lines = log_lines()
+    lines = log_lines.flushed()
     assert any(line["event"] == "internal_error" and "RuntimeError" in line.get("exception", "") for line in lines)

@@ -285,10 +285,7 @@ def own_redis():
     server.stop()
 
 
-async def test_redis_going_away_and_coming_back(gateway, fake_openai, own_redis, caplog) -> None:
-    import logging
-
-    caplog.set_level(logging.INFO, logger="llm_gateway")
+async def test_redis_going_away_and_coming_back(gateway, fake_openai, own_redis, log_lines) -> None:
     fake, url = fake_openai
     client = await gateway(_config(url, redis_url=f"redis://127.0.0.1:{own_redis.port}/0"))
     body = _chat()
@@ -303,8 +300,8 @@ async def test_redis_going_away_and_coming_back(gateway, fake_openai, own_redis,
         statuses.append((resp.status, resp.headers["X-Cache"]))
     assert all(status == 200 for status, _ in statuses)
     assert {cache for _, cache in statuses} == {"BYPASS"}
-    warnings = [r for r in caplog.records if getattr(r, "event", None) == "cache_unavailable"]
-    assert len(warnings) == 1
+    warnings = log_lines.events("cache_unavailable")
+    assert len(warnings) == 1 and warnings[0]["level"] == "WARNING"
     assert client.app[RESPONSE_CACHE].errors >= 1
 
     own_redis.start()  # empty again: it keeps nothing on disk
@@ -314,4 +311,5 @@ async def test_redis_going_away_and_coming_back(gateway, fake_openai, own_redis,
         resp, _ = await _post(client, body)
         seen.append(resp.headers["X-Cache"])
     assert seen[-1] == "HIT"
-    assert any(getattr(r, "event", None) == "cache_recovered" for r in caplog.records)
+    log_lines.flushed()
+    assert log_lines.events("cache_recovered")

@@ -270,15 +270,13 @@ async def test_stream_failure_after_first_byte_is_not_retried(gateway, upstreams
     assert len(primary.received) == 1 and backup.received == []
 
 
-async def test_attempts_are_in_the_log_line(gateway, upstreams, caplog) -> None:
-    import logging
-
-    caplog.set_level(logging.INFO, logger="llm_gateway")
+async def test_attempts_are_in_the_log_line(gateway, upstreams, log_lines) -> None:
     primary, _, p_url, b_url = upstreams
     primary.fail_status = 502
     client = await gateway(_config(p_url, b_url))
     await client.post("/v1/chat/completions", json=CHAT)
-    line = next(r.fields for r in caplog.records if getattr(r, "event", None) == "request")
+    log_lines.flushed()
+    line = log_lines.events("request")[0]
     outcomes = [(a["provider"], a["model"], a["outcome"]) for a in line["attempts"]]
     assert outcomes == [("primary", "gpt-4o", "upstream_error")] * 3 + [("backup", "cheap", "ok")]
     assert line["fallback_from"] == "primary/gpt-4o"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -74,19 +73,18 @@ async def _has_model(client, name: str) -> bool:
     return name in await _model_ids(client)
 
 
-async def test_invalid_file_is_refused_and_the_old_config_stays(start, config_file: Path, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="llm_gateway")
+async def test_invalid_file_is_refused_and_the_old_config_stays(start, config_file: Path, log_lines) -> None:
     client = await start(config_file)
     bad = make_config()
     bad["routing"]["default_model"] = "ghost"
     config_file.write_text(json.dumps(bad))
 
     async def refused() -> bool:
-        return any(getattr(r, "event", None) == "config_reload_failed" for r in caplog.records)
+        return bool(log_lines.events("config_reload_failed"))
 
     assert await _wait_for(refused)
-    record = next(r for r in caplog.records if getattr(r, "event", None) == "config_reload_failed")
-    assert "$.routing.default_model" in record.fields["error"]
+    record = log_lines.events("config_reload_failed")[0]
+    assert "$.routing.default_model" in record["error"]
     resp = await client.post("/v1/chat/completions", json=CHAT)
     assert resp.status == 200
     # A later valid write is picked up again.
@@ -94,8 +92,7 @@ async def test_invalid_file_is_refused_and_the_old_config_stays(start, config_fi
     assert await _wait_for(lambda: _has_model(client, "mock-after"))
 
 
-async def test_signal_path_reloads_without_a_file_change(start, config_file: Path, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="llm_gateway")
+async def test_signal_path_reloads_without_a_file_change(start, config_file: Path, log_lines) -> None:
     client = await start(config_file)
     holder = client.app[STATE]
     before = holder.current.generation
@@ -105,8 +102,9 @@ async def test_signal_path_reloads_without_a_file_change(start, config_file: Pat
         return holder.current.generation == before + 1
 
     assert await _wait_for(reloaded)
-    record = next(r for r in caplog.records if getattr(r, "event", None) == "config_reloaded")
-    assert record.fields["reason"] == "signal"
+    log_lines.flushed()
+    record = log_lines.events("config_reloaded")[0]
+    assert record["reason"] == "signal"
 
 
 async def test_stream_in_flight_survives_a_reload_that_removes_its_model(start, config_file: Path) -> None:
@@ -129,10 +127,9 @@ async def _lacks_model(client, name: str) -> bool:
     return name not in await _model_ids(client)
 
 
-async def test_reload_refuses_to_drop_all_keys_on_a_public_bind(aiohttp_client, tmp_path: Path, caplog):
+async def test_reload_refuses_to_drop_all_keys_on_a_public_bind(aiohttp_client, tmp_path: Path, log_lines):
     from proxy.app import create_app
 
-    caplog.set_level(logging.INFO, logger="llm_gateway")
     path = tmp_path / "gw.json"
     path.write_text(json.dumps(make_config(auth={"keys": [{"name": "a", "key": "sk-gw-a"}]})))
     app = create_app(load_config(path), config_path=str(path), bind_host="0.0.0.0", watch_interval=0.05)
@@ -140,7 +137,7 @@ async def test_reload_refuses_to_drop_all_keys_on_a_public_bind(aiohttp_client, 
     path.write_text(json.dumps(make_config()))
 
     async def refused() -> bool:
-        return any(getattr(r, "event", None) == "config_reload_failed" for r in caplog.records)
+        return bool(log_lines.events("config_reload_failed"))
 
     assert await _wait_for(refused)
     assert (await client.get("/v1/models")).status == 401
