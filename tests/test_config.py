@@ -13,8 +13,13 @@ from tests.conftest import make_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SPEC_TASK_TYPES = {"general", "sales_coaching", "client_health", "data_analysis", "research",
+                   "content_generation", "summarization"}
+
+
 def test_spec_example_config_is_accepted_as_printed() -> None:
-    config = load_config(ROOT / "config" / "llm_gateway_config.json", environ={})
+    """``tests/data/spec_example_config.json`` is the spec's example, byte for byte."""
+    config = load_config(ROOT / "tests" / "data" / "spec_example_config.json", environ={})
     assert set(config.providers) == {"openai", "anthropic", "openrouter"}
     assert config.routing.default_model.qualified_name == "openai/gpt-4"
     assert config.routing.rules["sales_coaching"].model.qualified_name == "anthropic/claude-3-opus"
@@ -22,6 +27,12 @@ def test_spec_example_config_is_accepted_as_printed() -> None:
     assert [m.qualified_name for m in chain] == ["anthropic/claude-3-sonnet", "openai/gpt-3.5-turbo"]
     # With no keys in the environment, the providers are unconfigured rather than fatal.
     assert not config.providers["openai"].configured
+
+
+def test_shipped_example_routes_all_seven_task_types() -> None:
+    config = load_config(ROOT / "config" / "llm_gateway_config.json", environ={})
+    assert set(config.routing.rules) == SPEC_TASK_TYPES
+    assert config.routing.rules["research"].model.qualified_name == "openrouter/anthropic/claude-3-opus"
 
 
 def test_embedded_default_needs_no_keys_and_binds_loopback() -> None:
