@@ -43,7 +43,6 @@ Anthropic has no embeddings endpoint: embeddings requests get a 400.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
@@ -54,14 +53,13 @@ from multidict import CIMultiDict
 from proxy.errors import GatewayError
 from proxy.providers.base import (
     ChatStream,
-    ProviderAdapter,
     StreamInterrupted,
     UpstreamCall,
     UpstreamError,
-    connection_error,
     upstream_http_error,
 )
-from proxy.sse import Event, SSEParser, SSEProtocolError
+from proxy.providers.http import HttpAdapter, finish_response
+from proxy.sse import Event
 
 if TYPE_CHECKING:
     from proxy.config import ModelConfig
@@ -543,7 +541,7 @@ class StreamTranslator:
 # ==================================================================== adapter
 
 
-class AnthropicAdapter(ProviderAdapter):
+class AnthropicAdapter(HttpAdapter):
     """Adapter for Anthropic's Messages API."""
 
     supports_embeddings = False
@@ -581,21 +579,8 @@ class AnthropicAdapter(ProviderAdapter):
 
     async def chat(self, call: UpstreamCall) -> dict[str, Any]:
         """POST a message and return it as a ``chat.completion``."""
-        body = to_anthropic_request(call.body, call.model)
-        assert self.session is not None
-        timeout = aiohttp.ClientTimeout(
-            total=call.timeout_or(self.api.timeout), sock_connect=self.api.connect_timeout
-        )
-        try:
-            async with self.session.post(self.messages_url(), data=orjson.dumps(body),
-                                         headers=self.request_headers(call),
-                                         timeout=timeout) as resp:
-                raw = await resp.read()
-                if resp.status >= 300:
-                    raise upstream_http_error(self.name, resp.status, raw,
-                                              resp.headers.get("Retry-After"))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise connection_error(self.name, exc) from None
+        payload = orjson.dumps(to_anthropic_request(call.body, call.model))
+        raw = await self.post_for_body(self.messages_url(), payload, call)
         return to_openai_response(self._parse_answer(raw))
 
     def _parse_answer(self, raw: bytes) -> dict[str, Any]:
@@ -606,10 +591,7 @@ class AnthropicAdapter(ProviderAdapter):
         if isinstance(doc, dict) and doc.get("type") == "error":
             raise self.error_from(raw, doc)
         if not isinstance(doc, dict) or not isinstance(doc.get("content"), list):
-            raise UpstreamError(
-                502, f"Upstream '{self.name}' sent an answer that is not a message.",
-                code="upstream_bad_response", retryable=True,
-            )
+            raise self.bad_response("an answer that is not a message")
         return doc
 
     def error_from(self, raw: bytes, doc: dict[str, Any]) -> UpstreamError:
@@ -621,26 +603,8 @@ class AnthropicAdapter(ProviderAdapter):
 
     async def chat_stream(self, call: UpstreamCall) -> ChatStream:
         """Open the upstream stream; fail with :class:`UpstreamError` if it cannot start."""
-        body = to_anthropic_request(call.body, call.model, stream=True)
-        assert self.session is not None
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=self.api.connect_timeout,
-            sock_read=call.timeout_or(self.api.timeout),
-        )
-        try:
-            resp = await self.session.post(self.messages_url(), data=orjson.dumps(body),
-                                           headers=self.request_headers(call), timeout=timeout)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise connection_error(self.name, exc) from None
-        if resp.status >= 300:
-            try:
-                raw = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                raw = b""
-            finally:
-                resp.release()
-            raise upstream_http_error(self.name, resp.status, raw, resp.headers.get("Retry-After"))
+        payload = orjson.dumps(to_anthropic_request(call.body, call.model, stream=True))
+        resp = await self.post(self.messages_url(), payload, call, stream=True)
         stream = ChatStream(release=resp.close)
         stream.chunks = self._read_chunks(resp, call, stream)
         return stream
@@ -648,33 +612,16 @@ class AnthropicAdapter(ProviderAdapter):
     async def _read_chunks(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
     ) -> AsyncIterator[bytes]:
-        parser = SSEParser()
         translator = StreamTranslator(include_usage=call.include_usage)
         try:
-            async for piece in resp.content.iter_any():
-                for event in parser.feed(piece):
-                    for chunk in self._on_event(event, translator, stream):
-                        yield chunk
-                    if translator.finished:
-                        return
-            for event in parser.flush():
+            async for event in self.events(resp):
                 for chunk in self._on_event(event, translator, stream):
                     yield chunk
                 if translator.finished:
                     return
-            raise StreamInterrupted(UpstreamError(
-                502, f"Upstream '{self.name}' ended the stream before it finished.",
-                code="upstream_stream_cut", retryable=True,
-            ))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise StreamInterrupted(connection_error(self.name, exc)) from None
-        except SSEProtocolError as exc:
-            raise StreamInterrupted(self._bad_stream(str(exc))) from None
+            raise self.stream_cut()
         finally:
-            if translator.finished:
-                resp.release()
-            else:
-                resp.close()
+            finish_response(resp, translator.finished)
 
     def _on_event(
         self, event: Event, translator: StreamTranslator, stream: ChatStream
@@ -685,9 +632,9 @@ class AnthropicAdapter(ProviderAdapter):
         try:
             doc = orjson.loads(event.data)
         except orjson.JSONDecodeError:
-            raise StreamInterrupted(self._bad_stream(f"event '{event.name}' is not JSON")) from None
+            raise StreamInterrupted(self.bad_response(f"a stream event '{event.name}' that is not JSON")) from None
         if not isinstance(doc, dict):
-            raise StreamInterrupted(self._bad_stream(f"event '{event.name}' is not an object"))
+            raise StreamInterrupted(self.bad_response(f"a stream event '{event.name}' that is not an object"))
         doc.setdefault("type", event.name)
         if doc["type"] == "error":
             raise StreamInterrupted(self.error_from(event.data, doc))
@@ -696,6 +643,3 @@ class AnthropicAdapter(ProviderAdapter):
             stream.usage = translator.openai_usage()
         return [orjson.dumps(chunk) for chunk in chunks]
 
-    def _bad_stream(self, detail: str) -> UpstreamError:
-        return UpstreamError(502, f"Upstream '{self.name}' sent a malformed stream: {detail}",
-                             code="upstream_bad_response", retryable=True)

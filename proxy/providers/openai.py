@@ -9,27 +9,19 @@ asked for it.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, AsyncIterator
 
 import aiohttp
 import orjson
 
-from proxy.providers.base import (
-    ChatStream,
-    ProviderAdapter,
-    StreamInterrupted,
-    UpstreamCall,
-    UpstreamError,
-    connection_error,
-    upstream_http_error,
-)
-from proxy.sse import DONE, SSEParser, SSEProtocolError
+from proxy.providers.base import ChatStream, StreamInterrupted, UpstreamCall, upstream_http_error
+from proxy.providers.http import HttpAdapter, as_dict, finish_response
+from proxy.sse import DONE
 
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
 
 
-class OpenAIAdapter(ProviderAdapter):
+class OpenAIAdapter(HttpAdapter):
     """Adapter for OpenAI's own API and OpenAI-compatible servers."""
 
     chat_path = "/chat/completions"
@@ -69,42 +61,19 @@ class OpenAIAdapter(ProviderAdapter):
 
     async def chat(self, call: UpstreamCall) -> dict[str, Any]:
         """POST a chat completion and return the upstream's JSON answer."""
-        return await self._post_json(self.chat_url(call), self.chat_body(call, False), call)
+        payload = orjson.dumps(self.chat_body(call, False))
+        return self._parse_answer(await self.post_for_body(self.chat_url(call), payload, call))
 
     async def embeddings(self, call: UpstreamCall) -> dict[str, Any]:
         """POST an embeddings request; ``encoding_format`` is passed as sent."""
         call.body["model"] = call.model.upstream_model
-        return await self._post_json(self.embeddings_url(call), call.body, call)
-
-    async def _post_json(self, url: str, body: dict[str, Any], call: UpstreamCall) -> dict[str, Any]:
-        assert self.session is not None
-        timeout = aiohttp.ClientTimeout(
-            total=call.timeout_or(self.api.timeout), sock_connect=self.api.connect_timeout
-        )
-        try:
-            async with self.session.post(
-                url, data=orjson.dumps(body), headers=self.request_headers(call), timeout=timeout
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 300:
-                    raise upstream_http_error(
-                        self.name, resp.status, raw, resp.headers.get("Retry-After")
-                    )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise connection_error(self.name, exc) from None
-        return self._parse_answer(raw)
+        payload = orjson.dumps(call.body)
+        return self._parse_answer(await self.post_for_body(self.embeddings_url(call), payload, call))
 
     def _parse_answer(self, raw: bytes) -> dict[str, Any]:
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                502, f"Upstream '{self.name}' sent an answer that is not JSON.",
-                code="upstream_bad_response", retryable=True,
-            ) from None
-        if not isinstance(doc, dict):
-            raise UpstreamError(502, f"Upstream '{self.name}' sent an unexpected answer.",
-                                code="upstream_bad_response", retryable=True)
+        doc = as_dict(_loads_or_none(raw))
+        if doc is None:
+            raise self.bad_response("an answer that is not a JSON object")
         if "error" in doc and "choices" not in doc and "data" not in doc:
             raise upstream_http_error(self.name, 502, raw)
         return doc
@@ -113,29 +82,8 @@ class OpenAIAdapter(ProviderAdapter):
 
     async def chat_stream(self, call: UpstreamCall) -> ChatStream:
         """Open the upstream stream; fail with :class:`UpstreamError` if it cannot start."""
-        assert self.session is not None
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=self.api.connect_timeout,
-            sock_read=call.timeout_or(self.api.timeout),
-        )
-        try:
-            resp = await self.session.post(
-                self.chat_url(call),
-                data=orjson.dumps(self.chat_body(call, True)),
-                headers=self.request_headers(call),
-                timeout=timeout,
-            )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise connection_error(self.name, exc) from None
-        if resp.status >= 300:
-            try:
-                raw = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                raw = b""
-            finally:
-                resp.release()
-            raise upstream_http_error(self.name, resp.status, raw, resp.headers.get("Retry-After"))
+        payload = orjson.dumps(self.chat_body(call, True))
+        resp = await self.post(self.chat_url(call), payload, call, stream=True)
         stream = ChatStream(release=resp.close)
         stream.chunks = self._read_chunks(resp, call, stream)
         return stream
@@ -143,38 +91,18 @@ class OpenAIAdapter(ProviderAdapter):
     async def _read_chunks(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
     ) -> AsyncIterator[bytes]:
-        parser = SSEParser()
         finished = False
         try:
-            async for piece in resp.content.iter_any():
-                for event in parser.feed(piece):
-                    data = event.data
-                    if data == DONE:
-                        finished = True
-                        return
-                    chunk = self.handle_chunk(data, call, stream)
-                    if chunk is not None:
-                        yield chunk
-            for event in parser.flush():
+            async for event in self.events(resp):
                 if event.data == DONE:
                     finished = True
                     return
-            raise StreamInterrupted(UpstreamError(
-                502, f"Upstream '{self.name}' ended the stream before it finished.",
-                code="upstream_stream_cut", retryable=True,
-            ))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise StreamInterrupted(connection_error(self.name, exc)) from None
-        except SSEProtocolError as exc:
-            raise StreamInterrupted(UpstreamError(
-                502, f"Upstream '{self.name}' sent a malformed stream: {exc}",
-                code="upstream_bad_response", retryable=True,
-            )) from None
+                chunk = self.handle_chunk(event.data, call, stream)
+                if chunk is not None:
+                    yield chunk
+            raise self.stream_cut()
         finally:
-            if finished:
-                resp.release()
-            else:
-                resp.close()
+            finish_response(resp, finished)
 
     def handle_chunk(self, data: bytes, call: UpstreamCall, stream: ChatStream) -> bytes | None:
         """Inspect one upstream chunk: keep usage, surface errors, drop unasked usage chunks."""
