@@ -18,7 +18,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 import openai
@@ -48,37 +48,6 @@ HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 
 # ---------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def gateway_process(tmp_path: Path) -> Iterator[Any]:
-    """Start ``python -m proxy`` on a config dict; every process is killed in teardown.
-
-    ``start(config, *args)`` writes ``config`` to ``tmp_path/gateway.json``,
-    passes ``--config`` and ``--port 0`` (unless ``port`` says otherwise) and
-    returns the :class:`GatewayProcess` without waiting for it.
-    """
-    started: list[GatewayProcess] = []
-
-    def start(config: dict[str, Any] | None, *args: str, port: str | None = "0",
-              env: dict[str, str] | None = None, cwd: Path | None = None,
-              command: list[str] | None = None) -> GatewayProcess:
-        argv: list[str] = []
-        path = None
-        if config is not None:
-            path = write_config(tmp_path / "gateway.json", config)
-            argv += ["--config", str(path)]
-        if port is not None and "--port" not in args:
-            argv += ["--port", port]
-        argv += args
-        gw = GatewayProcess(argv, env=env, cwd=cwd or tmp_path, command=command)
-        gw.config_path = path
-        started.append(gw)
-        return gw
-
-    yield start
-    for gw in started:
-        gw.kill()
 
 
 # ---------------------------------------------------------------------- helpers

@@ -26,8 +26,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import openai
 import orjson
@@ -36,7 +35,7 @@ from aiohttp import web
 
 from tests.fake_anthropic import FakeAnthropic, tool_use_block
 from tests.fakes import FakeOpenAI, Received
-from tests.process import GatewayProcess, event_is, write_config
+from tests.process import GatewayProcess, event_is
 
 CALLER_KEY = "sk-caller-e2e-6f1d2b9a4c7e"
 ANTHROPIC_KEY = "sk-ant-e2e-upstream-83c1"
@@ -50,23 +49,6 @@ PROMPT = "What is the weather in Paris, and what time is it there?"
 
 
 # ---------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def gateway_process(tmp_path: Path) -> Iterator[Any]:
-    """Start ``python -m proxy --config <tmp>/gateway.json --port 0``; killed in teardown."""
-    started: list[GatewayProcess] = []
-
-    def start(config: dict[str, Any]) -> GatewayProcess:
-        path = write_config(tmp_path / "gateway.json", config)
-        gw = GatewayProcess(["--config", str(path), "--port", "0"], cwd=tmp_path)
-        gw.config_path = path
-        started.append(gw)
-        return gw
-
-    yield start
-    for gw in started:
-        gw.kill()
 
 
 def gateway_config(providers: dict[str, Any], default: str, **sections: Any) -> dict[str, Any]:
