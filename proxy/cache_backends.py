@@ -45,8 +45,12 @@ class MemoryCache:
         self.put(key, value)
 
     def put(self, key: str, value: bytes) -> None:
-        """Store ``value`` at once (memory needs no waiting)."""
-        self._entries[key] = value
+        """Store ``value`` at once (memory needs no waiting).
+
+        An exact-size copy is kept: orjson's output carries a spare buffer of
+        about 4 KiB, which for 10,000 short answers is 40 MB of nothing.
+        """
+        self._entries[key] = memoryview(value).tobytes()
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -56,6 +56,10 @@ class ModelConfig:
     timeout: float | None = None
     weight: float = 1.0
 
+    def timeout_or(self, default: float) -> float:
+        """The model's own timeout, else ``default``."""
+        return self.timeout or default
+
     @property
     def qualified_name(self) -> str:
         """``provider/model``, the name fallback maps and logs use."""

@@ -159,8 +159,11 @@ async def _try_candidate(
             break
         started = loop.time()
         resilience.attempts_total += 1
+        # The adapter bounds the attempt by the model's timeout; a timer of our own is only
+        # needed when the request's deadline comes sooner.
+        deadline = budget.deadline if remaining < model.timeout_or(ctx.state.config.api.timeout) else None
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout_at(deadline):
                 value = await attempt(model, key)
         except UpstreamError as exc:
             error = exc

@@ -2,18 +2,19 @@
 
 Every line is one JSON object with ``time`` (UTC, milliseconds), ``level`` and
 ``event``, then the event's fields. The event loop only serialises the line
-(orjson, well under a microsecond) and puts the bytes on a queue; a writer
-thread writes them out in batches, so a slow terminal or pipe never stalls a
-request. Records of the standard ``logging`` module (aiohttp's and asyncio's
+(orjson, well under a microsecond) and appends the bytes to a deque; a writer
+thread wakes every 50 ms and writes whatever has gathered in one call. A slow
+terminal or pipe never stalls a request, and a busy gateway pays no thread
+wake-up per line. Records of the standard ``logging`` module (aiohttp's and asyncio's
 warnings) are bridged into the same format.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import io
 import logging
-import queue
 import sys
 import threading
 import time
@@ -25,44 +26,46 @@ LOGGER_NAME = "llm_gateway"
 BRIDGED_LOGGERS = ("aiohttp", "asyncio", LOGGER_NAME)
 _LEVEL_NAMES = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING",
                 logging.ERROR: "ERROR", logging.CRITICAL: "CRITICAL"}
-_BATCH = 512
+FLUSH_INTERVAL = 0.05
 
 
 class LogWriter:
-    """Writes queued lines to a stream from its own thread, many lines per write."""
+    """Writes queued lines to a stream from its own thread, all that gathered per write."""
 
-    def __init__(self, stream: IO[Any]) -> None:
+    def __init__(self, stream: IO[Any], interval: float = FLUSH_INTERVAL) -> None:
         self._write = _binary_writer(stream)
         self._flush = stream.flush
-        self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._interval = interval
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._thread.start()
 
     def put(self, line: bytes) -> None:
-        """Queue one line (with its newline)."""
-        self._lines.put(line)
+        """Queue one line (with its newline); appending to a deque is thread-safe."""
+        self._lines.append(line)
 
     def _run(self) -> None:
-        while True:
-            first = self._lines.get()
-            batch = [first]
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self._lines.get_nowait())
-                except queue.Empty:
-                    break
-            done = None in batch
-            try:
-                self._write(b"".join(line for line in batch if line is not None))
-                self._flush()
-            except (OSError, ValueError):
-                pass  # stdout closed: nothing sensible left to do with a log line
-            if done:
-                return
+        while not self._closing.wait(self._interval):
+            self._write_gathered()
+        self._write_gathered()
+
+    def _write_gathered(self) -> None:
+        lines = self._lines
+        batch = []
+        while lines:
+            batch.append(lines.popleft())
+        if not batch:
+            return
+        try:
+            self._write(b"".join(batch))
+            self._flush()
+        except (OSError, ValueError):
+            pass  # stdout closed: nothing sensible left to do with a log line
 
     def close(self) -> None:
         """Write what is queued, then stop the thread."""
-        self._lines.put(None)
+        self._closing.set()
         self._thread.join(timeout=5)
 
 

@@ -65,6 +65,7 @@ KNOWN_ERROR_CODES = frozenset({
     "internal_error", "upstream_auth_failed", "upstream_unreachable", "upstream_error",
     "upstream_bad_response", "upstream_unavailable", "provider_unconfigured", "upstream_timeout",
     "upstream_stream_cut", "upstreams_exhausted", "no_healthy_upstream", "client_disconnected",
+    "gateway_overloaded", "gateway_shutdown",
 })
 """Error codes the gateway itself produces; any other code is counted as ``other``."""
 
