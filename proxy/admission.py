@@ -10,29 +10,28 @@ Only chat and embeddings requests count and can be refused; ``/health`` and
 
 from __future__ import annotations
 
-from aiohttp import web
-
-from proxy.context import CONTEXT_KEY
 from proxy.errors import GatewayError
-from proxy.keys import LIFECYCLE
+from proxy.lifecycle import Lifecycle
 
-ADMITTED_ENDPOINTS = frozenset({"chat", "embeddings"})
+class Admission:
+    """``with Admission(lifecycle, limit):`` holds one place among the requests in flight.
 
+    Entering raises 503 ``gateway_overloaded`` when every place is taken.
+    """
 
-@web.middleware
-async def admission_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Count model requests in flight; refuse one that would pass the limit."""
-    ctx = request[CONTEXT_KEY]
-    if ctx.endpoint not in ADMITTED_ENDPOINTS:
-        return await handler(request)
-    lifecycle = request.app[LIFECYCLE]
-    limit = ctx.state.config.api.max_in_flight
-    if limit and lifecycle.admitted >= limit:
-        raise GatewayError(
-            503, f"The gateway is at its limit of {limit} requests in flight; retry shortly.",
-            code="gateway_overloaded", headers={"Retry-After": "1"})
-    lifecycle.admitted += 1
-    try:
-        return await handler(request)
-    finally:
-        lifecycle.admitted -= 1
+    __slots__ = ("_lifecycle", "_limit")
+
+    def __init__(self, lifecycle: Lifecycle, limit: int) -> None:
+        self._lifecycle = lifecycle
+        self._limit = limit
+
+    def __enter__(self) -> None:
+        lifecycle, limit = self._lifecycle, self._limit
+        if limit and lifecycle.admitted >= limit:
+            raise GatewayError(
+                503, f"The gateway is at its limit of {limit} requests in flight; retry shortly.",
+                code="gateway_overloaded", headers={"Retry-After": "1"})
+        lifecycle.admitted += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lifecycle.admitted -= 1

@@ -8,28 +8,20 @@ from aiohttp import web
 
 from proxy import handlers
 from proxy.access_log import access_log_middleware, add_gateway_headers
-from proxy.admission import admission_middleware
-from proxy.auth import auth_middleware
-from proxy.cache import ResponseCache, cache_middleware
+from proxy.cache import ResponseCache
 from proxy.config import GatewayConfig
 from proxy.fallback import Resilience
 from proxy.keys import BIND_HOST, LIFECYCLE, OBSERVERS, POOL, RESILIENCE, RESPONSE_CACHE, STATE, WATCHER
 from proxy.lifecycle import Lifecycle
 from proxy.metrics import install_metrics
+from proxy.pipeline import pipeline_middleware
 from proxy.reload import ConfigWatcher
-from proxy.routing import routing_middleware
 from proxy.state import StateHolder, build_state
 from proxy.upstreams import UpstreamPool
-from proxy.validation import validation_middleware
 
-# Order matters: each stage relies on the ones before it.
 PIPELINE = (
     access_log_middleware,  # request id, context, errors, the log line, metrics hook
-    admission_middleware,  # refuse at once past api.max_in_flight
-    auth_middleware,  # who is calling
-    validation_middleware,  # read, parse and check the body
-    routing_middleware,  # pick the model (the cache key needs it)
-    cache_middleware,  # answer from cache when possible
+    pipeline_middleware,  # admission, auth, validation, routing, cache (proxy/pipeline.py)
 )
 
 

@@ -14,7 +14,7 @@ import ipaddress
 from aiohttp import web
 
 from proxy.config import AuthConfig, AuthKey
-from proxy.context import CONTEXT_KEY
+from proxy.context import RequestContext
 from proxy.errors import GatewayError
 
 PUBLIC_ENDPOINTS = frozenset({"health"})
@@ -40,13 +40,11 @@ def match_key(auth: AuthConfig, key: str) -> AuthKey | None:
     return matched
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Let a request through only with a valid key (unless auth is off)."""
-    ctx = request[CONTEXT_KEY]
+def authenticate(request: web.Request, ctx: RequestContext) -> None:
+    """Let a request through only with a valid key (unless auth is off); names the caller."""
     auth = ctx.state.config.auth
-    if not auth.enabled or ctx.endpoint in PUBLIC_ENDPOINTS or ctx.endpoint is None:
-        return await handler(request)
+    if not auth.enabled or ctx.endpoint in PUBLIC_ENDPOINTS:
+        return
     key = presented_key(request)
     if key is None:
         raise GatewayError(
@@ -58,7 +56,6 @@ async def auth_middleware(request: web.Request, handler: web.Handler) -> web.Str
     if entry is None:
         raise GatewayError(401, "Invalid API key.", code="invalid_api_key")
     ctx.caller, ctx.team = entry.name, entry.team
-    return await handler(request)
 
 
 def is_loopback(host: str) -> bool:

@@ -28,14 +28,13 @@ from aiohttp import web
 from proxy.cache_backends import MemoryCache, RedisCache, build_backend
 from proxy.completions import include_usage_requested, replay_chunks
 from proxy.config import CachingConfig
-from proxy.context import CONTEXT_KEY, RequestContext
+from proxy.context import RequestContext
 from proxy.keys import RESPONSE_CACHE
 from proxy.sse import DONE_EVENT, STREAM_HEADERS, data_event
 
 HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
 CACHE_HEADER = "X-Cache"
 _NOT_IN_KEY = frozenset({"stream", "stream_options"})
-CACHED_ENDPOINTS = frozenset({"chat", "embeddings"})
 
 
 class ResponseCache:
@@ -129,27 +128,23 @@ def cache_directives(request: web.Request) -> frozenset[str]:
     return frozenset(part.strip().lower() for part in header.split(","))
 
 
-@web.middleware
-async def cache_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Serve from the cache when possible; mark the request so forwarding stores its answer."""
-    ctx = request[CONTEXT_KEY]
-    if ctx.endpoint not in CACHED_ENDPOINTS or ctx.route is None:
-        return await handler(request)
+async def answer_from_cache(request: web.Request, ctx: RequestContext) -> web.StreamResponse | None:
+    """The cached answer, if there is one; otherwise mark the request so forwarding stores its answer."""
     cache = request.app[RESPONSE_CACHE]
     if not cache.usable():
         ctx.cache = BYPASS
-        return await handler(request)
+        return None
     directives = cache_directives(request)
-    key = cache_key(ctx, cache.settings.scope)
+    key = cache_key(ctx, cache.settings.scope)  # type: ignore[union-attr]
     if "no-store" not in directives:
         ctx.cache_key = key
     if "no-cache" in directives:
         ctx.cache = BYPASS
-        return await handler(request)
+        return None
     stored = await cache.get(key)
     if stored is None:
         ctx.cache = MISS if cache.usable() else BYPASS
-        return await handler(request)
+        return None
     ctx.cache = HIT
     ctx.cache_key = None
     return await serve_hit(request, ctx, stored)

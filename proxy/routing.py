@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from aiohttp import web
 
 from proxy.config import GatewayConfig, ModelConfig
-from proxy.context import CONTEXT_KEY, RequestContext
+from proxy.context import RequestContext
 from proxy.errors import GatewayError
 from proxy.keys import RESILIENCE
 
@@ -96,18 +96,15 @@ def fallback_plan(config: GatewayConfig, primary: ModelConfig) -> tuple[ModelCon
     return tuple(plan)
 
 
-@web.middleware
-async def routing_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Resolve the route of requests that carry a body to route."""
-    ctx = request[CONTEXT_KEY]
-    if ctx.body is not None:
-        resilience = request.app[RESILIENCE]
+def choose_route(request: web.Request, ctx: RequestContext) -> None:
+    """Resolve the route of a request with a body; keep it on ``ctx``."""
+    assert ctx.body is not None
+    resilience = request.app[RESILIENCE]
 
-        def healthy(model: ModelConfig) -> bool:
-            return resilience.healthy(ctx.state, model)
+    def healthy(model: ModelConfig) -> bool:
+        return resilience.healthy(ctx.state, model)
 
-        route = resolve_route(ctx.state.config, ctx.body, request.headers, ctx, healthy)
-        ctx.route = route
-        ctx.provider = route.model.provider
-        ctx.model = route.model.name
-    return await handler(request)
+    route = resolve_route(ctx.state.config, ctx.body, request.headers, ctx, healthy)
+    ctx.route = route
+    ctx.provider = route.model.provider
+    ctx.model = route.model.name

@@ -17,7 +17,7 @@ import jsonschema
 import orjson
 from aiohttp import web
 
-from proxy.context import CONTEXT_KEY
+from proxy.context import RequestContext
 from proxy.errors import GatewayError
 
 
@@ -104,16 +104,12 @@ def _explain(error: jsonschema.ValidationError) -> str:
     return error.message[:300]
 
 
-@web.middleware
-async def validation_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Parse and check JSON bodies of the endpoints that take one."""
-    ctx = request[CONTEXT_KEY]
-    if ctx.endpoint in VALIDATORS:
-        raw = await read_body(request, ctx.state.config.api.max_body_bytes)
-        body = parse_body(raw)
-        check_schema(ctx.endpoint, body)
-        ctx.body = body
-        ctx.stream = bool(body.get("stream"))
-        user = body.get("user")
-        ctx.user = user if isinstance(user, str) else None
-    return await handler(request)
+async def read_valid_body(request: web.Request, ctx: RequestContext) -> None:
+    """Read, parse and check the body of an endpoint that takes one; keep it on ``ctx``."""
+    raw = await read_body(request, ctx.state.config.api.max_body_bytes)
+    body = parse_body(raw)
+    check_schema(ctx.endpoint, body)  # type: ignore[arg-type]
+    ctx.body = body
+    ctx.stream = bool(body.get("stream"))
+    user = body.get("user")
+    ctx.user = user if isinstance(user, str) else None

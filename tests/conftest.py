@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import logging
@@ -83,6 +84,14 @@ class LogCapture:
     def events(self, name: str) -> list[dict[str, Any]]:
         """The lines whose ``event`` is ``name``."""
         return [line for line in self.lines() if line["event"] == name]
+
+    async def wait_for(self, name: str, timeout: float = 2.0) -> list[dict[str, Any]]:
+        """The lines of event ``name``, waiting up to ``timeout`` s for the writer to write one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (found := self.events(name)) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return found
 
     def flushed(self) -> list[dict[str, Any]]:
         """Wait for the writer to write everything queued, then every line."""

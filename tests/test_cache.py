@@ -300,7 +300,7 @@ async def test_redis_going_away_and_coming_back(gateway, fake_openai, own_redis,
         statuses.append((resp.status, resp.headers["X-Cache"]))
     assert all(status == 200 for status, _ in statuses)
     assert {cache for _, cache in statuses} == {"BYPASS"}
-    warnings = log_lines.events("cache_unavailable")
+    warnings = await log_lines.wait_for("cache_unavailable")
     assert len(warnings) == 1 and warnings[0]["level"] == "WARNING"
     assert client.app[RESPONSE_CACHE].errors >= 1
 
