@@ -19,7 +19,7 @@ import signal
 import sys
 import socket
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
@@ -86,7 +86,8 @@ def run_worker(args: argparse.Namespace, reuse_port: bool) -> int:
     config = effective_config(args)
     setup_logging(config.monitoring.log_level)
     try:
-        asyncio.run(serve(config, os.path.abspath(args.config), reuse_port, api_overrides(args)))
+        with asyncio.Runner(loop_factory=event_loop_factory(config.api.event_loop)) as runner:
+            runner.run(serve(config, os.path.abspath(args.config), reuse_port, api_overrides(args)))
     except OSError as exc:
         log_event("gateway_failed", logging.ERROR,
                   error=f"cannot listen on {config.api.host}:{config.api.port}: {exc.strerror or exc}")
@@ -133,6 +134,17 @@ def _install_signal_handlers(app: web.Application, stop: asyncio.Event) -> None:
     watcher = app[WATCHER]
     if watcher is not None:
         loop.add_signal_handler(signal.SIGHUP, watcher.request_reload)
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when asked for (the default) and installed; else asyncio's own."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            return None
+        return uvloop.new_event_loop
+    return None
 
 
 def _worker_entry(args: argparse.Namespace) -> None:

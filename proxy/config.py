@@ -44,6 +44,7 @@ class ApiConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     shutdown_timeout: float = 30.0
     max_in_flight: int = 4096
+    event_loop: str = "uvloop"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import asyncio
 import copy
 import io
 import logging
+import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator
 
@@ -99,16 +100,29 @@ class LogCapture:
         return self.lines()
 
 
+_LOG_SINK: list[Any] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def quiet_logs() -> Iterator[None]:
+    """In-process gateways log to nowhere unless a test captures the lines (``log_lines``)."""
+    with open(os.devnull, "w") as sink:
+        _LOG_SINK.append(sink)
+        logs.setup_logging("INFO", stream=sink)
+        yield
+        logs.stop_logging()
+    for name in logs.BRIDGED_LOGGERS:
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
 @pytest.fixture
 def log_lines() -> Iterator[LogCapture]:
     """Capture the gateway's log lines for the test."""
     capture = LogCapture()
     logs.setup_logging("INFO", stream=capture.buffer)
     yield capture
-    logs.stop_logging()
-    for name in logs.BRIDGED_LOGGERS:
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+    logs.setup_logging("INFO", stream=_LOG_SINK[0])
 
 
 @pytest.fixture
