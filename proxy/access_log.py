@@ -13,7 +13,7 @@ from aiohttp import web
 from proxy.context import CONTEXT_KEY, RequestContext
 from proxy.errors import GatewayError, from_http_exception
 from proxy.keys import LIFECYCLE, OBSERVERS, STATE
-from proxy.logs import error_summary, is_enabled, log_event
+from proxy.logs import error_summary, is_enabled, log_event, timestamp, write_line
 
 REQUEST_ID_HEADER = "X-Request-Id"
 AGENT_HEADER = "X-Agent"
@@ -90,13 +90,20 @@ def _finish(request: web.Request, ctx: RequestContext) -> None:
     for observer in request.app[OBSERVERS]:
         observer.request_finished(ctx)
     if is_enabled(logging.INFO):
-        log_event("request", **request_fields(request, ctx))
+        write_line(request_line(request, ctx))
 
 
-def request_fields(request: web.Request, ctx: RequestContext) -> dict[str, object]:
-    """The fields of the per-request log line; never a prompt, an answer or a key."""
+_OPTIONAL_FIELDS = ("provider", "model", "task_type", "caller", "user", "agent", "cache",
+                    "prompt_tokens", "completion_tokens", "error", "fallback_from")
+
+
+def request_line(request: web.Request, ctx: RequestContext) -> dict[str, object]:
+    """The per-request log line; never a prompt, an answer or a key."""
     now = time.perf_counter()
     fields: dict[str, object] = {
+        "time": timestamp(),
+        "level": "INFO",
+        "event": "request",
         "request_id": ctx.request_id,
         "pid": _PID,
         "method": request.method,
@@ -106,23 +113,16 @@ def request_fields(request: web.Request, ctx: RequestContext) -> dict[str, objec
     }
     if ctx.first_byte_at is not None:
         fields["ttft_ms"] = round((ctx.first_byte_at - ctx.started) * 1000, 3)
-    optional = {
-        "provider": ctx.provider,
-        "model": ctx.model,
-        "task_type": ctx.task_type,
-        "caller": ctx.caller,
-        "user": ctx.user,
-        "agent": ctx.agent,
-        "stream": ctx.stream or None,
-        "cache": ctx.cache,
-        "prompt_tokens": ctx.prompt_tokens,
-        "completion_tokens": ctx.completion_tokens,
-        "error": ctx.error,
-        "fallback_from": ctx.fallback_from,
-        "attempts": ctx.attempts or None,
-        "notes": ctx.notes or None,
-    }
-    fields.update((k, v) for k, v in optional.items() if v is not None)
+    for name in _OPTIONAL_FIELDS:
+        value = getattr(ctx, name)
+        if value is not None:
+            fields[name] = value
+    if ctx.stream:
+        fields["stream"] = True
+    if ctx.attempts:
+        fields["attempts"] = ctx.attempts
+    if ctx.notes:
+        fields["notes"] = ctx.notes
     return fields
 
 

@@ -163,8 +163,11 @@ async def _try_candidate(
         # needed when the request's deadline comes sooner.
         deadline = budget.deadline if remaining < model.timeout_or(ctx.state.config.api.timeout) else None
         try:
-            async with asyncio.timeout_at(deadline):
+            if deadline is None:
                 value = await attempt(model, key)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    value = await attempt(model, key)
         except UpstreamError as exc:
             error = exc
         except TimeoutError:

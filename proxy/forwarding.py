@@ -31,8 +31,8 @@ SHUTDOWN_ERROR = GatewayError(503, "The gateway is shutting down and cut this st
                               "finished; retry the request.", code="gateway_shutdown")
 
 
-def upstream_chat_body(body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
-    """A copy of the caller's body with the model's configured defaults and limits applied."""
+def check_max_tokens(body: dict[str, Any], model: ModelConfig) -> None:
+    """Refuse a request that asks for more tokens than the model's configured ``max_tokens``."""
     requested = body.get("max_completion_tokens") or body.get("max_tokens")
     if model.max_tokens is not None and isinstance(requested, int) and requested > model.max_tokens:
         field = "max_completion_tokens" if body.get("max_completion_tokens") else "max_tokens"
@@ -43,6 +43,11 @@ def upstream_chat_body(body: dict[str, Any], model: ModelConfig) -> dict[str, An
             code="max_tokens_exceeded",
             param=field,
         )
+
+
+def upstream_chat_body(body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
+    """A copy of the caller's body with the model's configured defaults and limits applied."""
+    check_max_tokens(body, model)
     upstream = dict(body)
     if model.temperature is not None and upstream.get("temperature") is None:
         upstream["temperature"] = model.temperature
@@ -95,7 +100,7 @@ async def complete_chat(request: web.Request, ctx: RequestContext) -> web.Stream
     """Answer a chat completion, plain or streamed, with retries and fallback."""
     assert ctx.route is not None and ctx.body is not None
     body = ctx.body
-    upstream_chat_body(body, ctx.route.model)  # refuse early if the routed model's limit is passed
+    check_max_tokens(body, ctx.route.model)  # refuse early if the routed model's limit is passed
     plan = within_limits(ctx.route.candidates, body)
     include_usage = include_usage_requested(body)
     resilience = request.app[RESILIENCE]

@@ -6,11 +6,13 @@ structure that might be logged or exported holds a key itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from typing import Sequence
 
 
+@functools.lru_cache(maxsize=1024)
 def key_id(key: str) -> str:
     """A short, non-reversible name for a key (safe to log)."""
     return hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -104,9 +104,18 @@ def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Write one line for ``event`` with ``fields`` (if ``level`` passes the threshold)."""
     if level < _threshold:
         return
-    line = {"time": _timestamps.format(time.time()), "level": _LEVEL_NAMES.get(level, "INFO"),
-            "event": event}
+    line = {"time": timestamp(), "level": _LEVEL_NAMES.get(level, "INFO"), "event": event}
     line.update(fields)
+    write_line(line)
+
+
+def timestamp() -> str:
+    """Now, as a log line's ``time``."""
+    return _timestamps.format(time.time())
+
+
+def write_line(line: dict[str, Any]) -> None:
+    """Write a complete line (``time``, ``level`` and ``event`` already in it)."""
     writer = _writer if _writer is not None else _default_writer()
     writer.put(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
 

@@ -10,6 +10,7 @@ upstreams: URLs, headers, and the translation of bodies and events.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, AsyncIterator, Mapping
 
 import aiohttp
@@ -39,9 +40,7 @@ class HttpAdapter(ProviderAdapter):
         in the wait for its headers and between reads, never in total.
         """
         assert self.session is not None
-        limit = call.timeout_or(self.api.timeout)
-        timeout = (aiohttp.ClientTimeout(total=None, sock_connect=self.api.connect_timeout, sock_read=limit)
-                   if stream else aiohttp.ClientTimeout(total=limit, sock_connect=self.api.connect_timeout))
+        timeout = client_timeout(call.timeout_or(self.api.timeout), self.api.connect_timeout, stream)
         try:
             resp = await self.session.post(url, data=payload, headers=self.request_headers(call),
                                            timeout=timeout)
@@ -91,6 +90,14 @@ class HttpAdapter(ProviderAdapter):
         """The failure of an answer that breaks the upstream's protocol (worth a retry)."""
         return UpstreamError(502, f"Upstream '{self.name}' sent {what}.",
                              code="upstream_bad_response", retryable=True)
+
+
+@functools.lru_cache(maxsize=256)
+def client_timeout(limit: float, connect: float, stream: bool) -> aiohttp.ClientTimeout:
+    """The (immutable, so shared) timeout of a plain call or a stream with these limits."""
+    if stream:
+        return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=limit)
+    return aiohttp.ClientTimeout(total=limit, sock_connect=connect)
 
 
 def finish_response(resp: aiohttp.ClientResponse, finished: bool) -> None:
