@@ -55,19 +55,18 @@ def upstream_chat_body(body: dict[str, Any], model: ModelConfig) -> dict[str, An
 
 
 def provider_tag(provider: str) -> bytes:
-    """The bytes spliced into each stream chunk to add the ``provider`` field."""
-    return b'{"provider":' + orjson.dumps(provider) + b","
+    """The start of a framed chunk that adds the ``provider`` field: ``data: {"provider":"x",``."""
+    return b'data: {"provider":' + orjson.dumps(provider) + b","
 
 
-def with_provider(chunk: bytes, tag: bytes, provider: str) -> bytes:
-    """``chunk`` with ``provider`` set, spliced without a parse when possible."""
-    if b'"provider"' in chunk:
-        doc = orjson.loads(chunk)
+def framed_with_provider(chunk: bytes, tag: bytes, provider: str) -> bytes:
+    """``chunk`` as one SSE event with ``provider`` set, spliced in one copy when possible."""
+    if chunk[:1] == b"{" and chunk[1:2] != b"}" and b'"provider"' not in chunk:
+        return b"".join((tag, memoryview(chunk)[1:], b"\n\n"))
+    doc = orjson.loads(chunk)
+    if isinstance(doc, dict):
         doc["provider"] = provider
-        return orjson.dumps(doc)
-    if chunk[:1] == b"{" and chunk[1:2] != b"}":
-        return tag + chunk[1:]
-    return chunk
+    return data_event(orjson.dumps(doc))
 
 
 def within_limits(plan: tuple[ModelConfig, ...], body: dict[str, Any]) -> tuple[ModelConfig, ...]:
@@ -153,14 +152,12 @@ async def relay_stream(
         response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
         await response.prepare(request)
         ctx.mark_first_byte()
-        chunk = with_provider(first, tag, provider)
-        await response.write(data_event(chunk))
+        await response.write(framed_with_provider(first, tag, provider))
         try:
             if assembler is not None:
-                assembler.add(chunk)
-            async for raw in stream:
-                chunk = with_provider(raw, tag, provider)
-                await response.write(data_event(chunk))
+                assembler.add(first)
+            async for chunk in stream:
+                await response.write(framed_with_provider(chunk, tag, provider))
                 if assembler is not None:
                     assembler.add(chunk)
         except StreamInterrupted as exc:
@@ -175,7 +172,7 @@ async def relay_stream(
             await response.write(DONE_EVENT)
             if assembler is not None and assembler.complete:
                 assembler.usage = assembler.usage or stream.usage
-                store_answer(request, ctx, orjson.dumps(assembler.completion()))
+                store_answer(request, ctx, orjson.dumps({**assembler.completion(), "provider": provider}))
         await response.write_eof()
         return response
     finally:

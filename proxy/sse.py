@@ -47,6 +47,9 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[Event]:
         """Add ``chunk`` and return every event it completes, in order."""
+        if (not self._pieces and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2
+                and chunk.endswith(b"\n\n") and not self._pending_cr and b"\r" not in chunk):
+            return [Event(None, chunk[6:-2])]  # the usual read: exactly one one-line event
         if b"\r" in chunk or self._pending_cr:
             chunk = self._normalise_newlines(chunk)
         if self._pieces:

@@ -59,7 +59,7 @@ from proxy.providers.base import (
     upstream_http_error,
 )
 from proxy.providers.http import HttpAdapter, finish_response
-from proxy.sse import Event
+from proxy.sse import Event, SSEParser
 
 if TYPE_CHECKING:
     from proxy.config import ModelConfig
@@ -613,12 +613,20 @@ class AnthropicAdapter(HttpAdapter):
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
     ) -> AsyncIterator[bytes]:
         translator = StreamTranslator(include_usage=call.include_usage)
+        parser = SSEParser()
         try:
-            async for event in self.events(resp):
-                for chunk in self._on_event(event, translator, stream):
-                    yield chunk
-                if translator.finished:
-                    return
+            with self.stream_failures():
+                async for piece in resp.content.iter_any():
+                    for event in parser.feed(piece):
+                        for chunk in self._on_event(event, translator, stream):
+                            yield chunk
+                        if translator.finished:
+                            return
+                for event in parser.flush():
+                    for chunk in self._on_event(event, translator, stream):
+                        yield chunk
+                    if translator.finished:
+                        return
             raise self.stream_cut()
         finally:
             finish_response(resp, translator.finished)

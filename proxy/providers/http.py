@@ -10,8 +10,9 @@ upstreams: URLs, headers, and the translation of bodies and events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import aiohttp
 
@@ -23,7 +24,7 @@ from proxy.providers.base import (
     connection_error,
     upstream_http_error,
 )
-from proxy.sse import Event, SSEParser, SSEProtocolError
+from proxy.sse import SSEProtocolError
 
 
 class HttpAdapter(ProviderAdapter):
@@ -66,15 +67,15 @@ class HttpAdapter(ProviderAdapter):
         finally:
             resp.release()
 
-    async def events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[Event]:
-        """The SSE events of ``resp`` as they arrive; failures become :class:`StreamInterrupted`."""
-        parser = SSEParser()
+    @contextlib.contextmanager
+    def stream_failures(self) -> Iterator[None]:
+        """Around the reading of a stream: network and protocol failures become :class:`StreamInterrupted`.
+
+        A context manager rather than a wrapping generator, so that relaying a
+        chunk costs no extra generator hop.
+        """
         try:
-            async for piece in resp.content.iter_any():
-                for event in parser.feed(piece):
-                    yield event
-            for event in parser.flush():
-                yield event
+            yield
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise StreamInterrupted(connection_error(self.name, exc)) from None
         except SSEProtocolError as exc:

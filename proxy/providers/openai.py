@@ -16,7 +16,7 @@ import orjson
 
 from proxy.providers.base import ChatStream, StreamInterrupted, UpstreamCall, upstream_http_error
 from proxy.providers.http import HttpAdapter, as_dict, finish_response
-from proxy.sse import DONE
+from proxy.sse import DONE, SSEParser
 
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
 
@@ -91,16 +91,21 @@ class OpenAIAdapter(HttpAdapter):
     async def _read_chunks(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
     ) -> AsyncIterator[bytes]:
+        parser = SSEParser()
         finished = False
         try:
-            async for event in self.events(resp):
-                if event.data == DONE:
-                    finished = True
-                    return
-                chunk = self.handle_chunk(event.data, call, stream)
-                if chunk is not None:
-                    yield chunk
-            raise self.stream_cut()
+            with self.stream_failures():
+                async for piece in resp.content.iter_any():
+                    for event in parser.feed(piece):
+                        if event.data == DONE:
+                            finished = True
+                            return
+                        chunk = self.handle_chunk(event.data, call, stream)
+                        if chunk is not None:
+                            yield chunk
+                finished = any(event.data == DONE for event in parser.flush())
+            if not finished:
+                raise self.stream_cut()
         finally:
             finish_response(resp, finished)
 
