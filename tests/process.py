@@ -157,35 +157,33 @@ class GatewayProcess:
         state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
         return AssertionError(f"no {what} within {timeout}s (process {state})\n{self.output()}")
 
+    def _line_or_none(self, match: Match, count: int, deadline: float, timeout: float) -> LogLine | None:
+        """The ``count``-th matching line if there is one yet; raise if it can no longer come."""
+        found = self._found(match, count)
+        if found:
+            return found[count - 1]
+        if time.monotonic() > deadline:
+            raise self._timeout("matching log line", timeout)
+        if self.proc.poll() is not None and all(not r.is_alive() for r in self._readers):
+            raise AssertionError(f"process exited {self.proc.returncode} before the log line\n"
+                                 f"{self.output()}")
+        return None
+
     def wait_for(self, match: Match | str, timeout: float = 5.0, count: int = 1) -> LogLine:
         """Block until ``count`` lines match; return the last of them."""
         match = event_is(match) if isinstance(match, str) else match
         deadline = time.monotonic() + timeout
-        while True:
-            found = self._found(match, count)
-            if found:
-                return found[count - 1]
-            if time.monotonic() > deadline:
-                raise self._timeout("matching log line", timeout)
-            if self.proc.poll() is not None and all(not r.is_alive() for r in self._readers):
-                raise AssertionError(f"process exited {self.proc.returncode} before the log line\n"
-                                     f"{self.output()}")
+        while (line := self._line_or_none(match, count, deadline, timeout)) is None:
             time.sleep(POLL)
+        return line
 
     async def await_for(self, match: Match | str, timeout: float = 5.0, count: int = 1) -> LogLine:
         """Like :meth:`wait_for` without blocking the event loop."""
         match = event_is(match) if isinstance(match, str) else match
         deadline = time.monotonic() + timeout
-        while True:
-            found = self._found(match, count)
-            if found:
-                return found[count - 1]
-            if time.monotonic() > deadline:
-                raise self._timeout("matching log line", timeout)
-            if self.proc.poll() is not None and all(not r.is_alive() for r in self._readers):
-                raise AssertionError(f"process exited {self.proc.returncode} before the log line\n"
-                                     f"{self.output()}")
+        while (line := self._line_or_none(match, count, deadline, timeout)) is None:
             await asyncio.sleep(POLL)
+        return line
 
     def wait_started(self, timeout: float = START_TIMEOUT) -> int:
         """Block until ``gateway_started``; return (and remember) its port."""

@@ -604,12 +604,9 @@ class AnthropicAdapter(HttpAdapter):
     async def chat_stream(self, call: UpstreamCall) -> ChatStream:
         """Open the upstream stream; fail with :class:`UpstreamError` if it cannot start."""
         payload = orjson.dumps(to_anthropic_request(call.body, call.model, stream=True))
-        resp = await self.post(self.messages_url(), payload, call, stream=True)
-        stream = ChatStream(release=resp.close)
-        stream.chunks = self._read_chunks(resp, call, stream)
-        return stream
+        return await self.open_stream(self.messages_url(), payload, call)
 
-    async def _read_chunks(
+    async def read_chunks(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
     ) -> AsyncIterator[bytes]:
         translator = StreamTranslator(include_usage=call.include_usage)

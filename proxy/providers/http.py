@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from typing import Any, Iterator, Mapping
+from typing import Any, AsyncIterator, Iterator, Mapping
 
 import aiohttp
 
 from proxy.providers.base import (
+    ChatStream,
     ProviderAdapter,
     StreamInterrupted,
     UpstreamCall,
@@ -56,6 +57,18 @@ class HttpAdapter(ProviderAdapter):
                 resp.release()
             raise upstream_http_error(self.name, resp.status, raw, resp.headers.get("Retry-After"))
         return resp
+
+    async def open_stream(self, url: str, payload: bytes, call: UpstreamCall) -> ChatStream:
+        """POST a streaming request and hand its chunks to :meth:`read_chunks` as they arrive."""
+        resp = await self.post(url, payload, call, stream=True)
+        stream = ChatStream(release=resp.close)
+        stream.chunks = self.read_chunks(resp, call, stream)
+        return stream
+
+    def read_chunks(self, resp: aiohttp.ClientResponse, call: UpstreamCall,
+                    stream: ChatStream) -> AsyncIterator[bytes]:
+        """OpenAI chunk payloads translated from ``resp``'s stream (each adapter its own)."""
+        raise NotImplementedError
 
     async def post_for_body(self, url: str, payload: bytes, call: UpstreamCall) -> bytes:
         """POST ``payload`` and return the whole 2xx answer body."""

@@ -82,13 +82,9 @@ class OpenAIAdapter(HttpAdapter):
 
     async def chat_stream(self, call: UpstreamCall) -> ChatStream:
         """Open the upstream stream; fail with :class:`UpstreamError` if it cannot start."""
-        payload = orjson.dumps(self.chat_body(call, True))
-        resp = await self.post(self.chat_url(call), payload, call, stream=True)
-        stream = ChatStream(release=resp.close)
-        stream.chunks = self._read_chunks(resp, call, stream)
-        return stream
+        return await self.open_stream(self.chat_url(call), orjson.dumps(self.chat_body(call, True)), call)
 
-    async def _read_chunks(
+    async def read_chunks(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
     ) -> AsyncIterator[bytes]:
         parser = SSEParser()
