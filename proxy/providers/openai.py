@@ -18,7 +18,6 @@ from proxy.providers.base import ChatStream, StreamInterrupted, UpstreamCall, up
 from proxy.providers.http import HttpAdapter, as_dict, finish_response
 from proxy.sse import DONE, SSEParser
 
-_NULL_USAGE = (b'"usage":null', b'"usage": null')
 
 
 class OpenAIAdapter(HttpAdapter):
@@ -112,7 +111,7 @@ class OpenAIAdapter(HttpAdapter):
             if isinstance(doc, dict) and doc.get("error"):
                 error = upstream_http_error(self.name, 502, data)
                 raise StreamInterrupted(error)
-        if b'"usage"' in data and not any(marker in data for marker in _NULL_USAGE):
+        if b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data:
             doc = _loads_or_none(data)
             if isinstance(doc, dict) and isinstance(doc.get("usage"), dict):
                 stream.usage = doc["usage"]
