@@ -19,7 +19,6 @@ from proxy.providers.http import HttpAdapter, as_dict, finish_response
 from proxy.sse import DONE, SSEParser
 
 
-
 class OpenAIAdapter(HttpAdapter):
     """Adapter for OpenAI's own API and OpenAI-compatible servers."""
 
