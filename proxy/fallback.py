@@ -47,7 +47,6 @@ class Resilience:
     def __init__(self) -> None:
         self.breakers = BreakerBoard()
         self.keyrings = KeyRings()
-        self.attempts_total = 0
 
     def configure(self, fallback: FallbackConfig) -> None:
         """Take breaker settings from a (re)loaded config."""
@@ -158,7 +157,6 @@ async def _try_candidate(
             breaker.release()
             break
         started = loop.time()
-        resilience.attempts_total += 1
         # The adapter bounds the attempt by the model's timeout; a timer of our own is only
         # needed when the request's deadline comes sooner.
         deadline = budget.deadline if remaining < model.timeout_or(ctx.state.config.api.timeout) else None

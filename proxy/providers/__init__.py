@@ -26,13 +26,8 @@ ADAPTERS: dict[str, type[ProviderAdapter]] = {
 }
 
 
-def adapter_class(kind: str) -> type[ProviderAdapter]:
-    """The adapter class for a provider ``type``."""
-    return ADAPTERS[kind]
-
-
 def build_adapter(
     config: "ProviderConfig", api: "ApiConfig", session: "aiohttp.ClientSession | None"
 ) -> ProviderAdapter:
     """An adapter for one configured provider."""
-    return adapter_class(config.type)(config, api, session)
+    return ADAPTERS[config.type](config, api, session)

@@ -544,8 +544,6 @@ class StreamTranslator:
 class AnthropicAdapter(HttpAdapter):
     """Adapter for Anthropic's Messages API."""
 
-    supports_embeddings = False
-
     def request_headers(self, call: UpstreamCall) -> CIMultiDict[str]:
         """Headers for Anthropic: our key, never the caller's; configured headers win."""
         headers: CIMultiDict[str] = CIMultiDict({

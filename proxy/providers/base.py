@@ -87,8 +87,6 @@ class ChatStream:
 class ProviderAdapter:
     """Base class: one instance per configured provider per config snapshot."""
 
-    supports_embeddings = True
-
     def __init__(
         self,
         config: "ProviderConfig",
