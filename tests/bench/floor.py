@@ -19,6 +19,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tests.bench.listen import listen_forever
+
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -58,12 +60,7 @@ def make_app(upstream: str) -> web.Application:
 
 async def serve(port: int, upstream: str) -> None:
     """Listen on 127.0.0.1:``port`` until killed."""
-    runner = web.AppRunner(make_app(upstream), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
-    await site.start()
-    print(orjson.dumps({"event": "listening", "port": runner.addresses[0][1]}).decode(), flush=True)
-    await asyncio.Event().wait()
+    await listen_forever(make_app(upstream), port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,8 @@ import sys
 import orjson
 from aiohttp import web
 
+from tests.bench.listen import listen_forever
+
 USAGE = {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
 PLAIN = orjson.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000, "model": "bench-model",
@@ -75,12 +77,7 @@ def make_app(chunks: int, delay_ms: float) -> web.Application:
 
 async def serve(port: int, chunks: int, delay_ms: float) -> None:
     """Listen on 127.0.0.1:``port`` until killed."""
-    runner = web.AppRunner(make_app(chunks, delay_ms), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
-    await site.start()
-    print(orjson.dumps({"event": "listening", "port": runner.addresses[0][1]}).decode(), flush=True)
-    await asyncio.Event().wait()
+    await listen_forever(make_app(chunks, delay_ms), port)
 
 
 def main(argv: list[str] | None = None) -> int:
