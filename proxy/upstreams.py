@@ -8,7 +8,6 @@ shutdown, and reused if the upstream comes back.
 
 from __future__ import annotations
 
-from typing import Iterable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -42,11 +41,6 @@ class UpstreamPool:
             session = self._open()
             self._sessions[key] = session
         return session
-
-    def open_for(self, base_urls: Iterable[str]) -> None:
-        """Open sessions for all these upstreams now, so the first request pays nothing."""
-        for url in base_urls:
-            self.session_for(url)
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(

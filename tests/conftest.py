@@ -71,6 +71,11 @@ def make_config(upstream_url: str | None = None, **sections: Any) -> dict[str, A
     return config
 
 
+def sse_data(text: str) -> list[str]:
+    """The ``data:`` payloads of a whole SSE body, in order."""
+    return [block[len("data: "):] for block in text.split("\n\n") if block.startswith("data: ")]
+
+
 class LogCapture:
     """The gateway's JSON log lines, captured in memory (written by the log thread)."""
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from proxy.keys import RESPONSE_CACHE
-from tests.conftest import make_config
+from tests.conftest import make_config, sse_data
 
 KEYS = {"keys": [{"name": "tenant-a", "key": "sk-gw-a", "team": "blue"},
                  {"name": "tenant-b", "key": "sk-gw-b", "team": "blue"},
@@ -29,9 +29,6 @@ def _chat(text: str | None = None, **extra) -> dict:
 def _config(url: str, **caching) -> dict:
     return make_config(url, auth=KEYS, caching={"enabled": True, "ttl": 60, **caching})
 
-
-def _events(text: str) -> list[str]:
-    return [b[6:] for b in text.split("\n\n") if b.startswith("data: ")]
 
 
 async def _settle(client) -> None:
@@ -72,7 +69,7 @@ async def test_stream_flag_and_request_id_are_not_in_the_key(gateway, fake_opena
     resp, text = await _post(client, {**body, "stream": True}, {**A, "X-Request-Id": "two"})
     assert resp.headers["X-Cache"] == "HIT"
     assert resp.headers["Content-Type"].startswith("text/event-stream")
-    events = _events(text)
+    events = sse_data(text)
     assert events[-1] == "[DONE]"
     content = "".join(orjson.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
     assert content == fake.reply

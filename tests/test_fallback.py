@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from proxy.keys import RESILIENCE
-from tests.conftest import make_config
+from tests.conftest import make_config, sse_data
 from tests.fakes import FakeOpenAI
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -264,7 +264,7 @@ async def test_stream_failure_after_first_byte_is_not_retried(gateway, upstreams
     config["providers"]["primary"]["models"]["gpt-4o"]["timeout"] = 0.3
     client = await gateway(config)
     resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
-    events = [b[6:] for b in (await resp.text()).split("\n\n") if b.startswith("data: ")]
+    events = sse_data(await resp.text())
     assert "[DONE]" not in events
     assert "error" in orjson.loads(events[-1])
     assert len(primary.received) == 1 and backup.received == []

@@ -9,13 +9,10 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import make_config
+from tests.conftest import make_config, sse_data
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}
 
-
-def _events(text: str) -> list[str]:
-    return [block[len("data: "):] for block in text.split("\n\n") if block.startswith("data: ")]
 
 
 def _free_port() -> int:
@@ -32,7 +29,7 @@ async def test_failure_mid_stream_ends_with_an_error_event_and_no_done(gateway, 
     client = await gateway(make_config(url))
     resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert resp.status == 200
-    events = _events(await resp.text())
+    events = sse_data(await resp.text())
     assert "[DONE]" not in events
     last = orjson.loads(events[-1])
     assert set(last["error"]) == {"message", "type", "param", "code"}
@@ -57,7 +54,7 @@ async def test_stall_mid_stream_is_bounded_by_the_chunk_timeout(gateway, fake_op
     config["providers"]["openai"]["models"]["gpt-4o"]["timeout"] = 0.3
     client = await gateway(config)
     resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
-    events = _events(await asyncio.wait_for(resp.text(), 5))
+    events = sse_data(await asyncio.wait_for(resp.text(), 5))
     assert orjson.loads(events[-1])["error"]["code"] == "upstream_timeout"
 
 

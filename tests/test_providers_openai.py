@@ -5,13 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.conftest import make_config
+from tests.conftest import make_config, sse_data
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]}
 
-
-def _events(text: str) -> list[str]:
-    return [block[len("data: "):] for block in text.split("\n\n") if block.startswith("data: ")]
 
 
 async def test_plain_chat_round_trip(gateway, fake_openai) -> None:
@@ -59,7 +56,7 @@ async def test_stream_is_forwarded_with_usage_kept_for_accounting(gateway, fake_
     resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/event-stream")
-    events = _events(await resp.text())
+    events = sse_data(await resp.text())
     assert events[-1] == "[DONE]"
     chunks = [orjson.loads(e) for e in events[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == fake.reply
@@ -74,7 +71,7 @@ async def test_stream_usage_chunk_when_asked(gateway, fake_openai) -> None:
     fake, url = fake_openai
     client = await gateway(make_config(url))
     body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
-    events = _events(await (await client.post("/v1/chat/completions", json=body)).text())
+    events = sse_data(await (await client.post("/v1/chat/completions", json=body)).text())
     last = orjson.loads(events[-2])
     assert last["choices"] == [] and last["usage"] == fake.usage
 

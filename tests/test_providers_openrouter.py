@@ -6,7 +6,7 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import make_config
+from tests.conftest import make_config, sse_data
 from tests.fakes import FakeOpenAI
 
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -62,6 +62,6 @@ async def test_error_event_in_a_200_stream_is_an_upstream_failure(gateway, openr
     client = await gateway(config)
     resp = await client.post("/v1/chat/completions", json={"messages": MESSAGES, "stream": True})
     # The role chunk was already relayed, so the failure arrives as the contract's error event.
-    events = [b[6:] for b in (await resp.text()).split("\n\n") if b.startswith("data: ")]
+    events = sse_data(await resp.text())
     assert "[DONE]" not in events
     assert orjson.loads(events[-1])["error"]["code"] == "upstream_error"
