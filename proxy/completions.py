@@ -40,6 +40,11 @@ class CompletionAssembler:
         for choice in chunk.get("choices") or ():
             self._add_choice(choice)
 
+    def add_batch(self, payloads: list[bytes]) -> None:
+        """Take the chunks of one batch, in order."""
+        for payload in payloads:
+            self.add(payload)
+
     def _add_choice(self, choice: dict[str, Any]) -> None:
         slot = self._choices.setdefault(choice.get("index", 0), {"content": [], "tool_calls": {},
                                                                  "finish_reason": None, "role": "assistant"})

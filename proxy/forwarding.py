@@ -2,7 +2,8 @@
 
 Retries and fallback (``proxy/fallback.py``) cover everything up to the first
 byte a caller receives: for a stream, opening it and reading its first chunk.
-Streams are then relayed chunk by chunk as they arrive. After that, the
+Streams are then relayed as they arrive, the chunks of one network read in
+one write. After that, the
 mid-stream contract holds: an upstream failure ends the stream with one
 ``data: {"error": {...}}`` event and no ``[DONE]``, so OpenAI's SDKs raise
 instead of returning a silently truncated answer.
@@ -69,6 +70,13 @@ def framed_with_provider(chunk: bytes, tag: bytes, provider: str) -> bytes:
     return data_event(orjson.dumps(doc))
 
 
+def framed_batch(batch: list[bytes], tag: bytes, provider: str) -> bytes:
+    """The chunks of one batch as consecutive SSE events, ready for one write."""
+    if len(batch) == 1:
+        return framed_with_provider(batch[0], tag, provider)
+    return b"".join([framed_with_provider(chunk, tag, provider) for chunk in batch])
+
+
 def within_limits(plan: tuple[ModelConfig, ...], body: dict[str, Any]) -> tuple[ModelConfig, ...]:
     """The plan without fallbacks whose ``max_tokens`` is below what the request asks for.
 
@@ -81,8 +89,8 @@ def within_limits(plan: tuple[ModelConfig, ...], body: dict[str, Any]) -> tuple[
     return plan[:1] + tuple(m for m in plan[1:] if m.max_tokens is None or m.max_tokens >= requested)
 
 
-async def first_chunk(stream: ChatStream, provider: str) -> bytes:
-    """The stream's first chunk; a failure here is still retryable (nothing was sent)."""
+async def first_batch(stream: ChatStream, provider: str) -> list[bytes]:
+    """The stream's first batch of chunks; a failure here is still retryable (nothing was sent)."""
     try:
         return await stream.__aiter__().__anext__()
     except StopAsyncIteration:
@@ -109,10 +117,10 @@ async def complete_chat(request: web.Request, ctx: RequestContext) -> web.Stream
                             include_usage=include_usage, api_key=key)
 
     if ctx.stream:
-        async def open_stream(model: ModelConfig, key: str | None) -> tuple[ChatStream, bytes, str]:
+        async def open_stream(model: ModelConfig, key: str | None) -> tuple[ChatStream, list[bytes], str]:
             stream = await ctx.state.adapters[model.provider].chat_stream(call_for(model, key))
             try:
-                return stream, await first_chunk(stream, model.provider), model.provider
+                return stream, await first_batch(stream, model.provider), model.provider
             except BaseException:
                 await stream.aclose()
                 raise
@@ -139,7 +147,7 @@ def answer_response(request: web.Request, ctx: RequestContext, answer: dict[str,
 
 
 async def relay_stream(
-    request: web.Request, ctx: RequestContext, stream: ChatStream, first: bytes, provider: str
+    request: web.Request, ctx: RequestContext, stream: ChatStream, first: list[bytes], provider: str
 ) -> web.StreamResponse:
     """Copy ``stream`` to the caller as SSE, keeping the mid-stream failure contract.
 
@@ -152,14 +160,17 @@ async def relay_stream(
         response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
         await response.prepare(request)
         ctx.mark_first_byte()
-        await response.write(framed_with_provider(first, tag, provider))
+        await response.write(framed_batch(first, tag, provider))
         try:
             if assembler is not None:
-                assembler.add(first)
-            async for chunk in stream:
-                await response.write(framed_with_provider(chunk, tag, provider))
+                assembler.add_batch(first)
+            async for batch in stream:
+                if len(batch) == 1:
+                    await response.write(framed_with_provider(batch[0], tag, provider))
+                else:
+                    await response.write(framed_batch(batch, tag, provider))
                 if assembler is not None:
-                    assembler.add(chunk)
+                    assembler.add_batch(batch)
         except StreamInterrupted as exc:
             ctx.error = exc.error.code or exc.error.type
             await response.write(data_event(orjson.dumps(exc.error.payload())))

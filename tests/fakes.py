@@ -39,7 +39,8 @@ class FakeOpenAI:
     ``reply`` is the assistant text; streams send it in ``chunks`` pieces
     ``chunk_delay`` seconds apart. ``fail_status`` makes every call answer that
     status with an OpenAI error body. ``cut_after`` ends a stream after that
-    many content chunks without ``[DONE]``.
+    many content chunks without ``[DONE]``. ``single_write`` sends a stream's
+    events in one write, as a fast upstream's bunched tokens arrive.
     """
 
     reply: str = "Hello from the fake upstream."
@@ -55,6 +56,7 @@ class FakeOpenAI:
         default_factory=lambda: {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     )
     keepalive_comments: bool = False
+    single_write: bool = False
     script: list[Any] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     streams_closed: int = 0
@@ -123,33 +125,48 @@ class FakeOpenAI:
             base["usage"] = None
         size = max(1, -(-len(self.reply) // self.chunks))
         pieces = [self.reply[i:i + size] for i in range(0, len(self.reply), size)]
+        pending: list[bytes] | None = [] if self.single_write else None
+
+        async def emit(data: bytes) -> None:
+            if pending is None:
+                await response.write(data)
+            else:
+                pending.append(data)
+
+        async def flush() -> web.StreamResponse:
+            if pending:
+                await response.write(b"".join(pending))
+            return response
+
         try:
             if self.keepalive_comments:
-                await response.write(b": OPENROUTER PROCESSING\n\n")
-            await response.write(_event({**base, "choices": [
+                await emit(b": OPENROUTER PROCESSING\n\n")
+            await emit(_event({**base, "choices": [
                 {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}))
             for i, piece in enumerate(pieces):
                 if step in ("cut", "stall") and i >= 1:
                     if step == "stall":
+                        await flush()
                         await asyncio.sleep(3600)
-                    return response
+                    return await flush()
                 if self.keepalive_comments:
-                    await response.write(b": OPENROUTER PROCESSING\n\n")
+                    await emit(b": OPENROUTER PROCESSING\n\n")
                 if self.cut_after is not None and i >= self.cut_after:
-                    return response
+                    return await flush()
                 if self.error_event_after is not None and i >= self.error_event_after:
-                    await response.write(_event({"error": {"message": "model overloaded mid-stream",
-                                                           "type": "server_error", "code": 502}}))
-                    return response
+                    await emit(_event({"error": {"message": "model overloaded mid-stream",
+                                                 "type": "server_error", "code": 502}}))
+                    return await flush()
                 if self.chunk_delay:
                     await asyncio.sleep(self.chunk_delay)
-                await response.write(_event({**base, "choices": [
+                await emit(_event({**base, "choices": [
                     {"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
-            await response.write(_event({**base, "choices": [
+            await emit(_event({**base, "choices": [
                 {"index": 0, "delta": {}, "finish_reason": "stop"}]}))
             if include_usage:
-                await response.write(_event({**base, "choices": [], "usage": self.usage}))
-            await response.write(b"data: [DONE]\n\n")
+                await emit(_event({**base, "choices": [], "usage": self.usage}))
+            await emit(b"data: [DONE]\n\n")
+            await flush()
             self.streams_finished += 1
         except (asyncio.CancelledError, ConnectionResetError):
             self.streams_closed += 1

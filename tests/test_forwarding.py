@@ -21,10 +21,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.parametrize("single_write", [False, True], ids=["spread", "bunched"])
 @pytest.mark.parametrize("failure", ["cut_after", "error_event_after"])
-async def test_failure_mid_stream_ends_with_an_error_event_and_no_done(gateway, fake_openai, failure):
+async def test_failure_mid_stream_ends_with_an_error_event_and_no_done(gateway, fake_openai, failure,
+                                                                       single_write):
     fake, url = fake_openai
-    fake.chunks = 6
+    fake.chunks, fake.single_write = 6, single_write
     setattr(fake, failure, 2)
     client = await gateway(make_config(url))
     resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
@@ -34,6 +36,23 @@ async def test_failure_mid_stream_ends_with_an_error_event_and_no_done(gateway, 
     last = orjson.loads(events[-1])
     assert set(last["error"]) == {"message", "type", "param", "code"}
     assert sum(1 for e in events if '"content"' in e) >= 2
+
+
+async def test_events_that_arrive_together_all_reach_the_caller_in_order(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.reply, fake.chunks, fake.single_write = "one two three four five six seven", 7, True
+    client = await gateway(make_config(url))
+    sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key="x", max_retries=0)
+    stream = await sdk.chat.completions.create(model="gpt-4o", messages=CHAT["messages"], stream=True,
+                                               stream_options={"include_usage": True})
+    pieces, finish, usage = [], None, None
+    async for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert "".join(pieces) == fake.reply and len([p for p in pieces if p]) == 7
+    assert finish == "stop" and usage is not None and usage.total_tokens == 18
 
 
 async def test_the_openai_sdk_raises_on_a_cut_stream(gateway, fake_openai) -> None:

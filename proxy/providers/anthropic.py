@@ -606,25 +606,43 @@ class AnthropicAdapter(HttpAdapter):
 
     async def read_chunks(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[list[bytes]]:
         translator = StreamTranslator(include_usage=call.include_usage)
         parser = SSEParser()
         try:
             with self.stream_failures():
                 async for piece in resp.content.iter_any():
-                    for event in parser.feed(piece):
-                        for chunk in self._on_event(event, translator, stream):
-                            yield chunk
-                        if translator.finished:
-                            return
-                for event in parser.flush():
-                    for chunk in self._on_event(event, translator, stream):
-                        yield chunk
+                    batch, failure = self._take_batch(parser.feed(piece), translator, stream)
+                    if batch:
+                        yield batch
+                    if failure is not None:
+                        raise failure
                     if translator.finished:
                         return
+                batch, failure = self._take_batch(parser.flush(), translator, stream)
+                if batch:
+                    yield batch
+                if failure is not None:
+                    raise failure
+                if translator.finished:
+                    return
             raise self.stream_cut()
         finally:
             finish_response(resp, translator.finished)
+
+    def _take_batch(self, events: list[Event], translator: StreamTranslator, stream: ChatStream
+                    ) -> tuple[list[bytes], StreamInterrupted | None]:
+        """The OpenAI chunks of one read's events, and the failure that ended them (returned, not
+        raised, so that the chunks before it still reach the caller)."""
+        batch: list[bytes] = []
+        for event in events:
+            try:
+                batch += self._on_event(event, translator, stream)
+            except StreamInterrupted as exc:
+                return batch, exc
+            if translator.finished:
+                break
+        return batch, None
 
     def _on_event(
         self, event: Event, translator: StreamTranslator, stream: ChatStream

@@ -57,20 +57,22 @@ class StreamInterrupted(Exception):
 
 
 class ChatStream:
-    """OpenAI ``chat.completion.chunk`` payloads (JSON bytes, no SSE framing).
+    """OpenAI ``chat.completion.chunk`` payloads (JSON bytes, no SSE framing), in batches.
 
-    Iterating yields each chunk as it arrives. When iteration ends normally the
-    upstream finished cleanly; ``usage`` then holds the exact token counts if
-    the upstream reported them. A failure mid-stream raises
-    :class:`StreamInterrupted`.
+    Iterating yields, as they arrive, non-empty lists of the chunks that came
+    in together (one network read can carry several), so that the gateway
+    relays them with one write. When iteration ends normally the upstream
+    finished cleanly; ``usage`` then holds the exact token counts if the
+    upstream reported them. A failure mid-stream raises
+    :class:`StreamInterrupted`, after every chunk that came before it.
     """
 
-    def __init__(self, chunks: AsyncIterator[bytes] | None = None, release: Any = None) -> None:
-        self.chunks: AsyncIterator[bytes] | None = chunks
+    def __init__(self, chunks: AsyncIterator[list[bytes]] | None = None, release: Any = None) -> None:
+        self.chunks: AsyncIterator[list[bytes]] | None = chunks
         self._release = release
         self.usage: dict[str, Any] | None = None
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[list[bytes]]:
         assert self.chunks is not None, "a ChatStream needs its chunks before iteration"
         return self.chunks
 

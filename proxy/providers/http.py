@@ -66,8 +66,9 @@ class HttpAdapter(ProviderAdapter):
         return stream
 
     def read_chunks(self, resp: aiohttp.ClientResponse, call: UpstreamCall,
-                    stream: ChatStream) -> AsyncIterator[bytes]:
-        """OpenAI chunk payloads translated from ``resp``'s stream (each adapter its own)."""
+                    stream: ChatStream) -> AsyncIterator[list[bytes]]:
+        """Batches of OpenAI chunk payloads translated from ``resp``'s stream, one per network read
+        (each adapter its own)."""
         raise NotImplementedError
 
     async def post_for_body(self, url: str, payload: bytes, call: UpstreamCall) -> bytes:

@@ -93,7 +93,7 @@ class MockAdapter(ProviderAdapter):
         stream.chunks = self._chunks(call, stream)
         return stream
 
-    async def _chunks(self, call: UpstreamCall, stream: ChatStream) -> AsyncIterator[bytes]:
+    async def _chunks(self, call: UpstreamCall, stream: ChatStream) -> AsyncIterator[list[bytes]]:
         settings = self.config.mock
         pieces, finish, usage = self._reply(call)
         base = {
@@ -103,15 +103,16 @@ class MockAdapter(ProviderAdapter):
             "model": call.model.upstream_model,
         }
         await _sleep(settings.latency)
-        yield _chunk(base, {"role": "assistant", "content": ""}, None)
+        yield [_chunk(base, {"role": "assistant", "content": ""}, None)]
         for i, piece in enumerate(pieces):
             if i:
                 await _sleep(settings.chunk_delay)
-            yield _chunk(base, {"content": piece}, None)
-        yield _chunk(base, {}, finish)
+            yield [_chunk(base, {"content": piece}, None)]
+        last = [_chunk(base, {}, finish)]
         stream.usage = usage
         if call.include_usage:
-            yield orjson.dumps({**base, "choices": [], "usage": usage})
+            last.append(orjson.dumps({**base, "choices": [], "usage": usage}))
+        yield last
 
     async def embeddings(self, call: UpstreamCall) -> dict[str, Any]:
         """Unit vectors derived from a hash of each input."""

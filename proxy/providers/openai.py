@@ -16,7 +16,7 @@ import orjson
 
 from proxy.providers.base import ChatStream, StreamInterrupted, UpstreamCall, upstream_http_error
 from proxy.providers.http import HttpAdapter, as_dict, finish_response
-from proxy.sse import DONE, SSEParser
+from proxy.sse import DONE, Event, SSEParser
 
 
 class OpenAIAdapter(HttpAdapter):
@@ -84,24 +84,53 @@ class OpenAIAdapter(HttpAdapter):
 
     async def read_chunks(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[list[bytes]]:
         parser = SSEParser()
         finished = False
         try:
             with self.stream_failures():
                 async for piece in resp.content.iter_any():
-                    for event in parser.feed(piece):
-                        if event.data == DONE:
-                            finished = True
-                            return
-                        chunk = self.handle_chunk(event.data, call, stream)
+                    events = parser.feed(piece)
+                    if len(events) == 1 and events[0].data != DONE:  # the usual read: one chunk
+                        chunk = self.handle_chunk(events[0].data, call, stream)
                         if chunk is not None:
-                            yield chunk
-                finished = any(event.data == DONE for event in parser.flush())
+                            yield [chunk]
+                        continue
+                    batch, finished, failure = self.take_batch(events, call, stream)
+                    if batch:
+                        yield batch
+                    if failure is not None:
+                        raise failure
+                    if finished:
+                        return
+                batch, finished, failure = self.take_batch(parser.flush(), call, stream)
+                if batch:
+                    yield batch
+                if failure is not None:
+                    raise failure
             if not finished:
                 raise self.stream_cut()
         finally:
             finish_response(resp, finished)
+
+    def take_batch(self, events: list[Event], call: UpstreamCall, stream: ChatStream
+                   ) -> tuple[list[bytes], bool, StreamInterrupted | None]:
+        """The chunks of one read's events, whether ``[DONE]`` came, and the failure that ended them.
+
+        A failure is returned rather than raised so that the chunks before it
+        still reach the caller.
+        """
+        batch: list[bytes] = []
+        for event in events:
+            if event.data == DONE:
+                return batch, True, None
+            try:
+                chunk = self.handle_chunk(event.data, call, stream)
+            except StreamInterrupted as exc:
+                return batch, False, exc
+            if chunk is not None:
+                batch.append(chunk)
+        return batch, False, None
 
     def handle_chunk(self, data: bytes, call: UpstreamCall, stream: ChatStream) -> bytes | None:
         """Inspect one upstream chunk: keep usage, surface errors, drop unasked usage chunks."""
