@@ -31,28 +31,47 @@ class CompletionAssembler:
 
     def add(self, payload: bytes) -> None:
         """Take one ``chat.completion.chunk`` (JSON bytes)."""
-        chunk = orjson.loads(payload)
+        self._take(orjson.loads(payload))
+
+    def add_batch(self, payloads: list[bytes]) -> None:
+        """Take the chunks of one batch, in order (parsed in one call when there are several)."""
+        if len(payloads) == 1:
+            self._take(orjson.loads(payloads[0]))
+            return
+        for chunk in orjson.loads(b"[" + b",".join(payloads) + b"]"):
+            self._take(chunk)
+
+    def _take(self, chunk: dict[str, Any]) -> None:
         if not self._head:
             self._head = {k: chunk[k] for k in ("id", "created", "model", "system_fingerprint", "provider")
                           if k in chunk}
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage
         for choice in chunk.get("choices") or ():
             self._add_choice(choice)
 
-    def add_batch(self, payloads: list[bytes]) -> None:
-        """Take the chunks of one batch, in order."""
-        for payload in payloads:
-            self.add(payload)
-
     def _add_choice(self, choice: dict[str, Any]) -> None:
-        slot = self._choices.setdefault(choice.get("index", 0), {"content": [], "tool_calls": {},
-                                                                 "finish_reason": None, "role": "assistant"})
-        delta = choice.get("delta") or {}
-        if delta.get("content"):
-            slot["content"].append(delta["content"])
-        for call in delta.get("tool_calls") or ():
-            entry = slot["tool_calls"].setdefault(call.get("index", 0), {
+        index = choice.get("index", 0)
+        slot = self._choices.get(index)
+        if slot is None:
+            slot = self._choices[index] = {"content": [], "tool_calls": {}, "finish_reason": None}
+        delta = choice.get("delta")
+        if delta:
+            content = delta.get("content")
+            if content:
+                slot["content"].append(content)
+            calls = delta.get("tool_calls")
+            if calls:
+                self._add_tool_calls(slot["tool_calls"], calls)
+        finish = choice.get("finish_reason")
+        if finish:
+            slot["finish_reason"] = finish
+
+    @staticmethod
+    def _add_tool_calls(entries: dict[int, dict[str, Any]], calls: list[dict[str, Any]]) -> None:
+        for call in calls:
+            entry = entries.setdefault(call.get("index", 0), {
                 "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
             if call.get("id"):
                 entry["id"] = call["id"]
@@ -61,8 +80,6 @@ class CompletionAssembler:
                 entry["function"]["name"] = function["name"]
             if function.get("arguments"):
                 entry["function"]["arguments"] += function["arguments"]
-        if choice.get("finish_reason"):
-            slot["finish_reason"] = choice["finish_reason"]
 
     @property
     def complete(self) -> bool:
