@@ -69,12 +69,16 @@ class ResponseCache:
 
     def usable(self) -> bool:
         """Whether lookups and stores should be attempted now."""
-        return bool(self.settings and self.settings.enabled and self.backend and self.backend.available)
+        return bool(self.settings and self.settings.enabled and self.backend is not None
+                    and self.backend.available)
 
     async def get(self, key: str) -> bytes | None:
         """The stored answer for ``key``, if any."""
-        assert self.backend is not None
-        return await self.backend.get(key)
+        backend = self.backend
+        assert backend is not None
+        if isinstance(backend, MemoryCache):
+            return backend.lookup(key)
+        return await backend.get(key)
 
     def store(self, key: str, value: bytes) -> None:
         """Store without making the caller wait: in memory at once, in Redis in the background."""
@@ -93,7 +97,7 @@ class ResponseCache:
         """Finish pending stores, then close every backend."""
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
-        for backend in [*self._retired, *([self.backend] if self.backend else [])]:
+        for backend in [*self._retired, *([self.backend] if self.backend is not None else [])]:
             await backend.close()
 
 
