@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.app import create_app
 from proxy.config import load_config, parse_config
-from proxy.metrics import METRICS, METRICS_PORT
+from proxy.metrics import FLUSH_INTERVAL, METRICS, METRICS_PORT
 from tests.conftest import make_config
 from tests.fakes import FakeOpenAI
 from tests.process import GatewayProcess, free_port, write_config
@@ -135,6 +135,28 @@ async def test_requests_durations_and_tokens_are_counted(metered) -> None:
     assert result.value("llm_gateway_overhead_seconds_count") == 4  # every request that went upstream
     assert result.value("llm_gateway_errors_total") == 0
     assert result.value("llm_gateway_requests_in_flight") == 0
+
+
+async def test_counts_reach_the_registry_without_a_scrape_and_at_shutdown(metered) -> None:
+    # What a supervisor sums (the workers' metric files) is each worker's registry, which
+    # no scrape of the worker flushes: counts must reach it on their own, and at shutdown.
+    client = await metered(metered_config())
+    registry = client.app[METRICS].registry
+    labels = {"provider": "mock", "model": "mock-gpt", "task_type": "none", "endpoint": "chat",
+              "status_class": "2xx"}
+
+    async def post() -> None:
+        resp = await client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+        assert resp.status == 200
+
+    await post()
+    deadline = time.monotonic() + FLUSH_INTERVAL + WAIT
+    while registry.get_sample_value("llm_gateway_requests_total", labels) != 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert registry.get_sample_value("llm_gateway_requests_total", labels) == 1
+    await post()
+    await client.close()  # runs the app's cleanup
+    assert registry.get_sample_value("llm_gateway_requests_total", labels) == 2
 
 
 async def test_errors_are_counted_by_bounded_code(metered, fake_openai) -> None:
@@ -383,6 +405,17 @@ def processes() -> Iterator[list[GatewayProcess]]:
         gw.kill()
 
 
+def _scrape_once(port: int) -> Scrape:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        return Scrape(resp.read().decode())
+    finally:
+        conn.close()
+
+
 def test_one_scrape_sums_every_worker(processes: list[GatewayProcess], tmp_path: Path) -> None:
     if not os.path.exists("/proc/net/tcp"):
         pytest.skip("needs Linux /proc to see which worker accepted a connection")
@@ -414,14 +447,13 @@ def test_one_scrape_sums_every_worker(processes: list[GatewayProcess], tmp_path:
     metrics_dir = _multiproc_dir(workers[0])
     assert metrics_dir and os.path.isdir(metrics_dir)
 
-    conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
-    try:
-        conn.request("GET", "/metrics")
-        resp = conn.getresponse()
-        assert resp.status == 200
-        result = Scrape(resp.read().decode())
-    finally:
-        conn.close()
+    # Workers hand their counts to their metric files every FLUSH_INTERVAL seconds.
+    deadline = time.monotonic() + FLUSH_INTERVAL + WAIT
+    while True:
+        result = _scrape_once(metrics_port)
+        if result.value("llm_gateway_requests_total") == len(served_by) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert result.value("llm_gateway_requests_total") == len(served_by)
     assert result.value("llm_gateway_requests_total", provider="mock", model="mock-gpt",
                         endpoint="chat", status_class="2xx") == len(served_by)
