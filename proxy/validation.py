@@ -38,9 +38,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, refusing with 413 as soon as it passes ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
+    content = request.content
+    if content.is_eof():  # the whole body came with the headers, as small bodies do: no waiting
+        raw = content.read_nowait()
+        if len(raw) > limit:
+            raise _too_large(limit)
+        return raw
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
+    async for chunk in content.iter_any():
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)

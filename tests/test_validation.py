@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.conftest import make_config
@@ -89,6 +91,25 @@ async def test_chunked_body_over_the_limit_is_413(gateway) -> None:
     client = await gateway(config)
     resp = await client.post("/v1/chat/completions", data=chunks())
     assert resp.status == 413
+
+
+@pytest.mark.parametrize("filler, status", [(100, 200), (3000, 413)])
+async def test_a_body_that_arrives_slowly_in_pieces_is_read_whole(gateway, filler: int, status: int) -> None:
+    config = make_config()
+    config["api"]["max_body_bytes"] = 2048
+
+    async def slow_pieces():
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(3):
+            await asyncio.sleep(0.05)  # the gateway is already waiting for the rest
+            yield b"z" * (filler // 3)
+        yield b'"}]}'
+
+    client = await gateway(config)
+    resp = await client.post("/v1/chat/completions", data=slow_pieces())
+    assert resp.status == status
+    if status == 200:
+        assert "z" * 99 in (await resp.json())["choices"][0]["message"]["content"]
 
 
 async def test_default_limit_leaves_room_for_images(gateway) -> None:
