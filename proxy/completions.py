@@ -20,26 +20,63 @@ def include_usage_requested(body: dict[str, Any]) -> bool:
 
 
 class CompletionAssembler:
-    """Feed it every chunk payload of a stream; ask it for the whole answer at the end."""
+    """Feed it every chunk payload of a stream; ask it for the whole answer at the end.
 
-    __slots__ = ("_head", "_choices", "usage")
+    :meth:`add_batch` only keeps the payloads; they are parsed together, in one
+    orjson call, every :data:`FOLD_EVERY` chunks and when the answer is asked
+    for. Relaying a chunk thus costs a list append, and the parsing happens
+    in bulk (at the end, for most answers) instead of between chunks. A
+    payload that is not JSON marks the answer ``broken``: it is then never
+    ``complete``, so it is never cached, and the stream itself goes on.
+    """
+
+    __slots__ = ("_head", "_choices", "_usage", "_kept", "broken")
+
+    FOLD_EVERY = 64
 
     def __init__(self) -> None:
         self._head: dict[str, Any] = {}
         self._choices: dict[int, dict[str, Any]] = {}
-        self.usage: dict[str, Any] | None = None
+        self._usage: dict[str, Any] | None = None
+        self._kept: list[bytes] = []
+        self.broken = False
 
     def add(self, payload: bytes) -> None:
         """Take one ``chat.completion.chunk`` (JSON bytes)."""
-        self._take(orjson.loads(payload))
+        self.add_batch([payload])
 
     def add_batch(self, payloads: list[bytes]) -> None:
-        """Take the chunks of one batch, in order (parsed in one call when there are several)."""
-        if len(payloads) == 1:
-            self._take(orjson.loads(payloads[0]))
+        """Take the chunks of one batch, in order."""
+        kept = self._kept
+        kept += payloads
+        if len(kept) >= self.FOLD_EVERY:
+            self._fold()
+
+    def _fold(self) -> None:
+        kept, self._kept = self._kept, []
+        if not kept or self.broken:
             return
-        for chunk in orjson.loads(b"[" + b",".join(payloads) + b"]"):
+        try:
+            chunks = orjson.loads(b"[" + b",".join(kept) + b"]")
+        except orjson.JSONDecodeError:
+            self.broken = True
+            return
+        for chunk in chunks:
+            if not isinstance(chunk, dict):
+                self.broken = True
+                return
             self._take(chunk)
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The last ``usage`` the chunks carried, if any."""
+        self._fold()
+        return self._usage
+
+    @usage.setter
+    def usage(self, value: dict[str, Any] | None) -> None:
+        self._fold()
+        self._usage = value
 
     def _take(self, chunk: dict[str, Any]) -> None:
         if not self._head:
@@ -47,7 +84,7 @@ class CompletionAssembler:
                           if k in chunk}
         usage = chunk.get("usage")
         if usage:
-            self.usage = usage
+            self._usage = usage
         for choice in chunk.get("choices") or ():
             self._add_choice(choice)
 
@@ -83,11 +120,14 @@ class CompletionAssembler:
 
     @property
     def complete(self) -> bool:
-        """Whether every choice has finished."""
-        return bool(self._choices) and all(c["finish_reason"] for c in self._choices.values())
+        """Whether every choice has finished (and every chunk was JSON)."""
+        self._fold()
+        return (not self.broken and bool(self._choices)
+                and all(c["finish_reason"] for c in self._choices.values()))
 
     def completion(self) -> dict[str, Any]:
         """The ``chat.completion`` the stream amounted to."""
+        self._fold()
         choices = []
         for index in sorted(self._choices):
             slot = self._choices[index]

@@ -61,20 +61,41 @@ def provider_tag(provider: str) -> bytes:
 
 
 def framed_with_provider(chunk: bytes, tag: bytes, provider: str) -> bytes:
-    """``chunk`` as one SSE event with ``provider`` set, spliced in one copy when possible."""
+    """``chunk`` as one SSE event with ``provider`` set, spliced in one copy when possible.
+
+    A chunk that cannot be a JSON object ends the stream (:class:`StreamInterrupted`).
+    """
     if chunk[:1] == b"{" and chunk[1:2] != b"}" and b'"provider"' not in chunk:
         return b"".join((tag, memoryview(chunk)[1:], b"\n\n"))
-    doc = orjson.loads(chunk)
+    try:
+        doc = orjson.loads(chunk)
+    except orjson.JSONDecodeError:
+        raise StreamInterrupted(UpstreamError(
+            502, f"Upstream '{provider}' sent a stream chunk that is not JSON.",
+            code="upstream_bad_response", retryable=False)) from None
     if isinstance(doc, dict):
         doc["provider"] = provider
     return data_event(orjson.dumps(doc))
 
 
-def framed_batch(batch: list[bytes], tag: bytes, provider: str) -> bytes:
-    """The chunks of one batch as consecutive SSE events, ready for one write."""
+async def write_batch(response: web.StreamResponse, batch: list[bytes], tag: bytes, provider: str) -> None:
+    """Send the chunks of one batch as consecutive SSE events, in one write.
+
+    If a chunk cannot be framed, the chunks before it are still sent before
+    :class:`StreamInterrupted` propagates.
+    """
     if len(batch) == 1:
-        return framed_with_provider(batch[0], tag, provider)
-    return b"".join([framed_with_provider(chunk, tag, provider) for chunk in batch])
+        await response.write(framed_with_provider(batch[0], tag, provider))
+        return
+    framed: list[bytes] = []
+    for chunk in batch:
+        try:
+            framed.append(framed_with_provider(chunk, tag, provider))
+        except StreamInterrupted:
+            if framed:
+                await response.write(b"".join(framed))
+            raise
+    await response.write(b"".join(framed))
 
 
 def within_limits(plan: tuple[ModelConfig, ...], body: dict[str, Any]) -> tuple[ModelConfig, ...]:
@@ -160,15 +181,12 @@ async def relay_stream(
         response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
         await response.prepare(request)
         ctx.mark_first_byte()
-        await response.write(framed_batch(first, tag, provider))
         try:
+            await write_batch(response, first, tag, provider)
             if assembler is not None:
                 assembler.add_batch(first)
             async for batch in stream:
-                if len(batch) == 1:
-                    await response.write(framed_with_provider(batch[0], tag, provider))
-                else:
-                    await response.write(framed_batch(batch, tag, provider))
+                await write_batch(response, batch, tag, provider)
                 if assembler is not None:
                     assembler.add_batch(batch)
         except StreamInterrupted as exc:

@@ -59,3 +59,24 @@ def test_include_usage_requested() -> None:
     assert include_usage_requested({"stream_options": {"include_usage": True}})
     assert not include_usage_requested({"stream_options": None})
     assert not include_usage_requested({})
+
+
+def _content_chunk(text: str, finish: str | None = None) -> bytes:
+    return orjson.dumps({"id": "c", "created": 1, "model": "m", "object": "chat.completion.chunk",
+                         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
+
+
+def test_a_long_stream_assembles_in_order_across_folds() -> None:
+    assembler = CompletionAssembler()
+    words = [f"w{i} " for i in range(3 * CompletionAssembler.FOLD_EVERY + 5)]
+    for start in range(0, len(words), 7):  # batches of several chunks, as reads bring them
+        assembler.add_batch([_content_chunk(w) for w in words[start:start + 7]])
+    assembler.add(_content_chunk("", finish="stop"))
+    assert assembler.complete
+    assert assembler.completion()["choices"][0]["message"]["content"] == "".join(words)
+
+
+def test_a_chunk_that_is_not_json_leaves_the_answer_incomplete() -> None:
+    assembler = CompletionAssembler()
+    assembler.add_batch([_content_chunk("a"), b"{not json", _content_chunk("b", finish="stop")])
+    assert not assembler.complete and assembler.broken
