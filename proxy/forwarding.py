@@ -3,10 +3,9 @@
 Retries and fallback (``proxy/fallback.py``) cover everything up to the first
 byte a caller receives: for a stream, opening it and reading its first chunk.
 Streams are then relayed as they arrive, the chunks of one network read in
-one write. After that, the
-mid-stream contract holds: an upstream failure ends the stream with one
-``data: {"error": {...}}`` event and no ``[DONE]``, so OpenAI's SDKs raise
-instead of returning a silently truncated answer.
+one write. After that, the mid-stream contract holds: an upstream failure ends
+the stream with one ``data: {"error": {...}}`` event and no ``[DONE]``, so
+OpenAI's SDKs raise instead of returning a silently truncated answer.
 """
 
 from __future__ import annotations
