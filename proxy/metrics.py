@@ -58,9 +58,9 @@ METRICS_PORT = web.AppKey("metrics_port", int)
 NONE = "none"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 FLUSH_INTERVAL = 1.0
 """Seconds between hand-overs of gathered updates to prometheus_client (see :class:`_Child`)."""
-OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 KNOWN_ERROR_CODES = frozenset({
     "invalid_json", "invalid_request", "max_tokens_exceeded", "missing_api_key", "invalid_api_key",
