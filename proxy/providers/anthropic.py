@@ -609,24 +609,21 @@ class AnthropicAdapter(HttpAdapter):
     ) -> AsyncIterator[list[bytes]]:
         translator = StreamTranslator(include_usage=call.include_usage)
         parser = SSEParser()
+        pieces = resp.content.iter_any()
         try:
             with self.stream_failures():
-                async for piece in resp.content.iter_any():
-                    batch, failure = self._take_batch(parser.feed(piece), translator, stream)
+                while not translator.finished:
+                    piece = await anext(pieces, None)  # None: the stream ended; flush the parser
+                    events = parser.feed(piece) if piece is not None else parser.flush()
+                    batch, failure = self._take_batch(events, translator, stream)
                     if batch:
                         yield batch
                     if failure is not None:
                         raise failure
-                    if translator.finished:
-                        return
-                batch, failure = self._take_batch(parser.flush(), translator, stream)
-                if batch:
-                    yield batch
-                if failure is not None:
-                    raise failure
-                if translator.finished:
-                    return
-            raise self.stream_cut()
+                    if piece is None:
+                        break
+            if not translator.finished:
+                raise self.stream_cut()
         finally:
             finish_response(resp, translator.finished)
 
