@@ -34,7 +34,8 @@ class FakeOpenAI:
     resumes: an int answers that status with an error body, ``"hang"`` waits
     far longer than any test timeout before the headers, ``"malformed"``
     answers 200 with a body that is not JSON, ``"cut"`` cuts a stream after
-    one chunk, ``"stall"`` stalls a stream after one chunk.
+    one chunk, ``"stall"`` stalls a stream after one chunk, and a list of bytes
+    streams exactly those ``data:`` payloads (malformed ones included).
 
     ``reply`` is the assistant text; streams send it in ``chunks`` pieces
     ``chunk_delay`` seconds apart. ``fail_status`` makes every call answer that
@@ -102,6 +103,8 @@ class FakeOpenAI:
         if self.fail_status:
             return self._error()
         if body.get("stream"):
+            if isinstance(step, list):
+                return await self._raw_stream(request, step)
             return await self._stream(request, body, step)
         doc = {
             "id": "chatcmpl-fake",
@@ -114,6 +117,14 @@ class FakeOpenAI:
             "system_fingerprint": "fp_fake",
         }
         return web.Response(body=orjson.dumps(doc), content_type="application/json")
+
+    async def _raw_stream(self, request: web.Request, payloads: list[bytes]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        events = [b"data: " + payload + b"\n\n" for payload in payloads]
+        for event in [b"".join(events)] if self.single_write else events:
+            await response.write(event)
+        return response
 
     async def _stream(self, request: web.Request, body: dict[str, Any], step: Any = None) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -312,24 +312,13 @@ async def test_redis_going_away_and_coming_back(gateway, fake_openai, own_redis,
     assert log_lines.events("cache_recovered")
 
 
-async def test_a_stream_with_a_chunk_that_is_not_json_is_relayed_but_never_cached(gateway, aiohttp_server):
-    from aiohttp import web
-
+async def test_a_stream_with_a_chunk_that_is_not_json_is_relayed_but_never_cached(gateway, fake_openai):
+    fake, url = fake_openai
     head = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":'
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for payload in (head + b'[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}',
-                        b'{"broken": ',
-                        head + b'[{"index":0,"delta":{},"finish_reason":"stop"}]}', b"[DONE]"):
-            await response.write(b"data: " + payload + b"\n\n")
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    server = await aiohttp_server(app)
-    client = await gateway(_config(str(server.make_url("/v1"))))
+    payloads = [head + b'[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}', b'{"broken": ',
+                head + b'[{"index":0,"delta":{},"finish_reason":"stop"}]}', b"[DONE]"]
+    fake.script = [payloads, payloads]
+    client = await gateway(_config(url))
     body = _chat(stream=True)
     for _ in range(2):
         resp, text = await _post(client, body)

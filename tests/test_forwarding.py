@@ -160,21 +160,13 @@ async def test_caller_disconnect_closes_the_upstream_stream(gateway, fake_openai
     assert fake.streams_finished == 0
 
 
-async def test_a_chunk_that_cannot_be_json_ends_the_stream_with_an_error_event(gateway, aiohttp_server):
-    from aiohttp import web
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o",'
-                             b'"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n')
-        await response.write(b"data: hello there\n\ndata: [DONE]\n\n")
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    server = await aiohttp_server(app)
-    client = await gateway(make_config(str(server.make_url("/v1"))))
+async def test_a_chunk_that_cannot_be_json_ends_the_stream_with_an_error_event(gateway, fake_openai):
+    fake, url = fake_openai
+    fake.single_write = True  # the bad chunk arrives in the same read as a good one before it
+    fake.script = [[b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o",'
+                    b'"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}',
+                    b"hello there", b"[DONE]"]]
+    client = await gateway(make_config(url))
     resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert resp.status == 200
     events = sse_data(await resp.text())
