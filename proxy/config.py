@@ -26,6 +26,8 @@ DEFAULT_BASE_URLS = {
 PROVIDER_TYPES = ("openai", "anthropic", "openrouter", "openai_compatible", "azure", "mock")
 KEYLESS_TYPES = ("mock", "openai_compatible")
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_RETRY_AFTER = 60.0
+"""Seconds: the longest wait an upstream's ``Retry-After`` can impose (``api.max_retry_after``)."""
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -45,6 +47,9 @@ class ApiConfig:
     shutdown_timeout: float = 30.0
     max_in_flight: int = 4096
     event_loop: str = "uvloop"
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    max_stream_duration: float = 3600.0
+    idle_timeout: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from proxy.logs import log_event, set_level
 from proxy.state import StateHolder, build_state
 from proxy.upstreams import UpstreamPool
 
-RESTART_ONLY = (("api", "host"), ("api", "port"), ("api", "workers"),
+RESTART_ONLY = (("api", "host"), ("api", "port"), ("api", "workers"), ("api", "idle_timeout"),
                 ("monitoring", "metrics_enabled"), ("monitoring", "prometheus_port"))
 
 

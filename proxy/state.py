@@ -14,6 +14,7 @@ from typing import Mapping
 from proxy.config import GatewayConfig
 from proxy.providers import build_adapter
 from proxy.providers.base import ProviderAdapter
+from proxy.redaction import Redactor, header_secrets
 from proxy.upstreams import UpstreamPool
 
 
@@ -28,11 +29,21 @@ class GatewayState:
 
 def build_state(config: GatewayConfig, pool: UpstreamPool, generation: int = 0) -> GatewayState:
     """Adapters for every provider, each on the pooled session of its upstream."""
+    redactor = upstream_secrets(config)
     adapters = {}
     for name, provider in config.providers.items():
         session = None if provider.type == "mock" else pool.session_for(provider.base_url)
-        adapters[name] = build_adapter(provider, config.api, session)
+        adapters[name] = build_adapter(provider, config.api, session, redactor)
     return GatewayState(config=config, adapters=MappingProxyType(adapters), generation=generation)
+
+
+def upstream_secrets(config: GatewayConfig) -> Redactor:
+    """A redactor for every configured upstream secret: all providers' keys and credential headers."""
+    secrets: list[str] = []
+    for provider in config.providers.values():
+        secrets.extend(provider.api_keys)
+        secrets.extend(header_secrets(provider.headers))
+    return Redactor(secrets)
 
 
 class StateHolder:

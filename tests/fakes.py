@@ -34,8 +34,10 @@ class FakeOpenAI:
     resumes: an int answers that status with an error body, ``"hang"`` waits
     far longer than any test timeout before the headers, ``"malformed"``
     answers 200 with a body that is not JSON, ``"cut"`` cuts a stream after
-    one chunk, ``"stall"`` stalls a stream after one chunk, and a list of bytes
-    streams exactly those ``data:`` payloads (malformed ones included).
+    one chunk, ``"stall"`` stalls a stream after one chunk, ``"drip"`` sends
+    one chunk and then one byte every ``drip_interval`` seconds without ever
+    completing another event, and a list of bytes streams exactly those
+    ``data:`` payloads (malformed ones included).
 
     ``reply`` is the assistant text; streams send it in ``chunks`` pieces
     ``chunk_delay`` seconds apart. ``fail_status`` makes every call answer that
@@ -58,6 +60,7 @@ class FakeOpenAI:
     )
     keepalive_comments: bool = False
     single_write: bool = False
+    drip_interval: float = 0.2
     script: list[Any] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     streams_closed: int = 0
@@ -105,6 +108,8 @@ class FakeOpenAI:
         if body.get("stream"):
             if isinstance(step, list):
                 return await self._raw_stream(request, step)
+            if step == "drip":
+                return await self._drip(request, body)
             return await self._stream(request, body, step)
         doc = {
             "id": "chatcmpl-fake",
@@ -125,6 +130,22 @@ class FakeOpenAI:
         for event in [b"".join(events)] if self.single_write else events:
             await response.write(event)
         return response
+
+    async def _drip(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(_event({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+                                     "model": body["model"], "choices": [
+                                         {"index": 0, "delta": {"role": "assistant", "content": "x"},
+                                          "finish_reason": None}]}))
+        try:
+            await response.write(b"data: ")
+            while True:  # one byte at a time, never a complete event
+                await asyncio.sleep(self.drip_interval)
+                await response.write(b" ")
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.streams_closed += 1
+            raise
 
     async def _stream(self, request: web.Request, body: dict[str, Any], step: Any = None) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

@@ -172,3 +172,76 @@ async def test_a_chunk_that_cannot_be_json_ends_the_stream_with_an_error_event(g
     events = sse_data(await resp.text())
     assert '"Hi"' in events[0] and "[DONE]" not in events
     assert orjson.loads(events[-1])["error"]["code"] == "upstream_bad_response"
+
+
+@pytest.mark.parametrize("api", [{}, {"max_stream_duration": 60}])
+async def test_a_dripping_stream_is_bounded_between_complete_events(gateway, fake_openai, api) -> None:
+    fake, url = fake_openai
+    fake.script, fake.drip_interval = ["drip"], 0.1
+    config = make_config(url, api={"timeout": 5, **api})
+    config["providers"]["openai"]["models"]["gpt-4o"]["timeout"] = 0.5
+    client = await gateway(config)
+    started = asyncio.get_running_loop().time()
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    events = sse_data(await asyncio.wait_for(resp.text(), 5))
+    assert asyncio.get_running_loop().time() - started < 1.5  # the bytes never restarted the clock
+    assert "[DONE]" not in events
+    error = orjson.loads(events[-1])["error"]
+    assert error["code"] == "upstream_timeout" and "no complete stream event" in error["message"]
+
+
+async def test_a_stream_longer_than_max_stream_duration_is_cut(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.chunks, fake.chunk_delay, fake.reply = 20, 0.1, "x" * 20
+    client = await gateway(make_config(url, api={"timeout": 5, "max_stream_duration": 0.5}))
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    events = sse_data(await asyncio.wait_for(resp.text(), 5))
+    error = orjson.loads(events[-1])["error"]
+    assert error["code"] == "upstream_timeout" and "api.max_stream_duration" in error["message"]
+    assert 2 <= sum(1 for e in events if '"content"' in e) < 20
+
+
+async def test_a_slow_caller_does_not_count_against_the_upstream(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.chunks, fake.reply = 4, "abcd"
+    config = make_config(url)
+    config["providers"]["openai"]["models"]["gpt-4o"]["timeout"] = 0.3
+    client = await gateway(config)
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    pieces = []
+    async for line in resp.content:
+        pieces.append(line)
+        await asyncio.sleep(0.1)  # the caller reads slowly; the upstream has long finished
+    events = sse_data(b"".join(pieces).decode())
+    assert events[-1] == "[DONE]"
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize("value", ["100000.0", "5000", "1e4", "100000000000000000000000", "9223372036854775807"])
+async def test_model_max_tokens_holds_for_every_number_json_can_carry(gateway, fake_openai, field, value):
+    fake, url = fake_openai
+    client = await gateway(make_config(url))
+    raw = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "%s": %s}' % (
+        field.encode(), value.encode())
+    resp = await client.post("/v1/chat/completions", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 400 and not fake.received
+    error = (await resp.json())["error"]
+    assert error["param"] == field and error["code"] in ("max_tokens_exceeded", "invalid_request")
+
+
+async def test_an_integral_float_is_sent_upstream_as_an_integer(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    client = await gateway(make_config(url))
+    raw = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100.0, "n": 1.0}'
+    resp = await client.post("/v1/chat/completions", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 200
+    sent = fake.received[0].body
+    assert sent["max_tokens"] == 100 and isinstance(sent["max_tokens"], int) and isinstance(sent["n"], int)
+
+
+async def test_both_token_fields_are_held_to_the_limit(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    client = await gateway(make_config(url))
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "max_completion_tokens": 10,
+                                                           "max_tokens": 100000})
+    assert resp.status == 400 and (await resp.json())["error"]["param"] == "max_tokens"

@@ -10,6 +10,7 @@ from proxy.providers.base import ProviderAdapter
 from proxy.providers.mock import MockAdapter
 from proxy.providers.openai import OpenAIAdapter
 from proxy.providers.openrouter import OpenRouterAdapter
+from proxy.redaction import NO_SECRETS, Redactor
 
 if TYPE_CHECKING:
     import aiohttp
@@ -27,7 +28,8 @@ ADAPTERS: dict[str, type[ProviderAdapter]] = {
 
 
 def build_adapter(
-    config: "ProviderConfig", api: "ApiConfig", session: "aiohttp.ClientSession | None"
+    config: "ProviderConfig", api: "ApiConfig", session: "aiohttp.ClientSession | None",
+    redactor: Redactor = NO_SECRETS,
 ) -> ProviderAdapter:
-    """An adapter for one configured provider."""
-    return ADAPTERS[config.type](config, api, session)
+    """An adapter for one configured provider; ``redactor`` knows every configured upstream secret."""
+    return ADAPTERS[config.type](config, api, session, redactor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 import aiohttp
 import orjson
 
+from proxy.config import DEFAULT_MAX_RETRY_AFTER
 from proxy.errors import GatewayError
+from proxy.redaction import NO_SECRETS, Redactor
 
 if TYPE_CHECKING:
     from proxy.config import ApiConfig, ModelConfig, ProviderConfig
@@ -94,10 +97,12 @@ class ProviderAdapter:
         config: "ProviderConfig",
         api: "ApiConfig",
         session: aiohttp.ClientSession | None,
+        redactor: Redactor = NO_SECRETS,
     ) -> None:
         self.config = config
         self.api = api
         self.session = session
+        self.redactor = redactor
 
     @property
     def name(self) -> str:
@@ -107,6 +112,11 @@ class ProviderAdapter:
     def key_for(self, call: UpstreamCall) -> str | None:
         """The upstream key for this call: the rotated one, else the provider's first."""
         return call.api_key or self.config.api_key
+
+    def upstream_error(self, status: int, body: bytes, retry_after: str | None = None) -> "UpstreamError":
+        """:func:`upstream_http_error` for this provider: secrets redacted, waits capped."""
+        return upstream_http_error(self.name, status, self.redactor.scrub(body), retry_after,
+                                   max_wait=self.api.max_retry_after)
 
     def status(self) -> str:
         """``available`` or ``unconfigured`` (no key); breakers refine this later."""
@@ -145,7 +155,8 @@ _RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 
 
 def upstream_http_error(
-    provider: str, status: int, body: bytes, retry_after: str | None = None
+    provider: str, status: int, body: bytes, retry_after: str | None = None,
+    *, max_wait: float = DEFAULT_MAX_RETRY_AFTER,
 ) -> UpstreamError:
     """Map an upstream's non-2xx answer to the error the caller should see.
 
@@ -153,9 +164,12 @@ def upstream_http_error(
     upstream's status and message. A 401 or 403 means *our* key for that
     upstream is bad, which is never the caller's fault: it becomes a 502.
     Overload and server failures become 502, 503 or 504, marked retryable.
+    ``Retry-After`` is read by :func:`retry_after_seconds` and capped at
+    ``max_wait``. ``body`` must already be free of secrets (see
+    :meth:`ProviderAdapter.upstream_error`).
     """
     message, kind, param, code = _error_fields(body)
-    wait = retry_after_seconds(retry_after)
+    wait = retry_after_seconds(retry_after, max_wait)
     headers = {"Retry-After": str(max(1, round(wait)))} if wait is not None else None
     if status in (401, 403):
         return UpstreamError(
@@ -195,21 +209,45 @@ def upstream_http_error(
     )
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP date)."""
-    if not value:
+_MAX_RETRY_AFTER_CHARS = 64
+
+
+def retry_after_seconds(value: str | None, max_wait: float = DEFAULT_MAX_RETRY_AFTER) -> float | None:
+    """Seconds to wait from an upstream's ``Retry-After``, at most ``max_wait``.
+
+    The value is delta-seconds (a finite, non-negative number; decimals are
+    accepted) or an HTTP date. Anything else (``inf``, ``1e400``, ``nan``, a
+    negative number, garbage) counts as absent: ``None``.
+    """
+    if not value or len(value) > _MAX_RETRY_AFTER_CHARS:
         return None
+    seconds = _delta_seconds(value.strip())
+    if seconds is None:
+        seconds = _seconds_until_date(value)
+    if seconds is None:
+        return None
+    return min(seconds, max_wait)
+
+
+def _delta_seconds(value: str) -> float | None:
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds_until_date(value: str) -> float | None:
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    try:
+        return max(0.0, when.timestamp() - time.time())
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:

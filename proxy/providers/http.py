@@ -23,9 +23,8 @@ from proxy.providers.base import (
     UpstreamCall,
     UpstreamError,
     connection_error,
-    upstream_http_error,
 )
-from proxy.sse import SSEProtocolError
+from proxy.sse import Event, SSEParser, SSEProtocolError
 
 
 class HttpAdapter(ProviderAdapter):
@@ -38,25 +37,39 @@ class HttpAdapter(ProviderAdapter):
     async def post(self, url: str, payload: bytes, call: UpstreamCall, *, stream: bool) -> aiohttp.ClientResponse:
         """POST ``payload``; return the response once its status is 2xx.
 
-        A plain call is bounded as a whole by the model's timeout; a stream only
-        in the wait for its headers and between reads, never in total.
+        A plain call is bounded as a whole by the model's timeout. A stream is
+        bounded here in the wait for its headers; its body is read through an
+        :class:`EventReader`, which bounds the wait for each complete event.
         """
         assert self.session is not None
-        timeout = client_timeout(call.timeout_or(self.api.timeout), self.api.connect_timeout, stream)
+        limit = call.timeout_or(self.api.timeout)
+        timeout = client_timeout(limit, self.api.connect_timeout, stream)
         try:
-            resp = await self.session.post(url, data=payload, headers=self.request_headers(call),
-                                           timeout=timeout)
+            if stream:
+                async with asyncio.timeout(limit):
+                    resp = await self.session.post(url, data=payload, headers=self.request_headers(call),
+                                                   timeout=timeout)
+            else:
+                resp = await self.session.post(url, data=payload, headers=self.request_headers(call),
+                                               timeout=timeout)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise connection_error(self.name, exc) from None
         if resp.status >= 300:
             try:
-                raw = await resp.read()
+                async with asyncio.timeout(limit):
+                    raw = await resp.content.read(MAX_ERROR_BODY_BYTES)
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 raw = b""
             finally:
-                resp.release()
-            raise upstream_http_error(self.name, resp.status, raw, resp.headers.get("Retry-After"))
+                # A body read to its end leaves a reusable connection; a longer one is cut.
+                finish_response(resp, resp.content.at_eof())
+            raise self.upstream_error(resp.status, raw, resp.headers.get("Retry-After"))
         return resp
+
+    def event_reader(self, resp: aiohttp.ClientResponse, call: UpstreamCall) -> "EventReader":
+        """An :class:`EventReader` over ``resp``'s body with this call's limits."""
+        return EventReader(resp.content, self.name, call.timeout_or(self.api.timeout),
+                           self.api.max_stream_duration)
 
     async def open_stream(self, url: str, payload: bytes, call: UpstreamCall) -> ChatStream:
         """POST a streaming request and hand its chunks to :meth:`read_chunks` as they arrive."""
@@ -75,7 +88,7 @@ class HttpAdapter(ProviderAdapter):
         """POST ``payload`` and return the whole 2xx answer body."""
         resp = await self.post(url, payload, call, stream=False)
         try:
-            return await resp.read()
+            return self.redactor.scrub(await resp.read())
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise connection_error(self.name, exc) from None
         finally:
@@ -107,12 +120,74 @@ class HttpAdapter(ProviderAdapter):
                              code="upstream_bad_response", retryable=True)
 
 
+MAX_ERROR_BODY_BYTES = 64 * 1024
+"""The most of an upstream's error body that is read (its message is in the first bytes)."""
+
+
 @functools.lru_cache(maxsize=256)
 def client_timeout(limit: float, connect: float, stream: bool) -> aiohttp.ClientTimeout:
-    """The (immutable, so shared) timeout of a plain call or a stream with these limits."""
+    """The (immutable, so shared) timeout of a plain call or a stream with these limits.
+
+    A stream's reads have no socket timeout of aiohttp's: a timeout that
+    restarts on every byte lets an upstream that drips one byte at a time
+    hold a stream forever. :class:`EventReader` bounds complete events instead.
+    """
     if stream:
-        return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=limit)
+        return aiohttp.ClientTimeout(total=None, sock_connect=connect)
     return aiohttp.ClientTimeout(total=limit, sock_connect=connect)
+
+
+class EventReader:
+    """The complete server-sent events of an upstream body, as they arrive.
+
+    :meth:`next_events` returns the events that the next network reads
+    complete. Its wait is bounded by ``idle`` seconds for each call (the
+    limit *between complete events*: bytes that complete no event do not
+    extend it) and by ``total`` seconds for the whole stream. Time the caller
+    spends elsewhere (writing to a slow client) does not count.
+    """
+
+    __slots__ = ("_pieces", "_parser", "_provider", "_idle", "_end", "_ended")
+
+    def __init__(self, content: aiohttp.StreamReader, provider: str, idle: float, total: float) -> None:
+        self._pieces = content.iter_any()
+        self._parser = SSEParser()
+        self._provider = provider
+        self._idle = idle
+        self._end = asyncio.get_running_loop().time() + total
+        self._ended = False
+
+    async def next_events(self) -> list[Event] | None:
+        """The next non-empty list of events, or ``None`` once the body has ended.
+
+        Raises :class:`StreamInterrupted` when a limit passes first.
+        """
+        if self._ended:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = min(loop.time() + self._idle, self._end)
+        pieces, parser = self._pieces, self._parser
+        try:
+            async with asyncio.timeout_at(deadline):
+                while True:
+                    try:
+                        piece = await pieces.__anext__()
+                    except StopAsyncIteration:
+                        self._ended = True
+                        return parser.flush() or None
+                    events = parser.feed(piece)
+                    if events:
+                        return events
+        except TimeoutError:
+            raise StreamInterrupted(self._stalled(deadline >= self._end)) from None
+
+    def _stalled(self, total: bool) -> UpstreamError:
+        if total:
+            what = "is still streaming at the gateway's limit on a stream's duration (api.max_stream_duration)"
+        else:
+            what = f"sent no complete stream event for {self._idle:g} s"
+        return UpstreamError(504, f"Upstream '{self._provider}' {what}.", code="upstream_timeout",
+                             retryable=True)
 
 
 def finish_response(resp: aiohttp.ClientResponse, finished: bool) -> None:

@@ -14,9 +14,9 @@ from typing import Any, AsyncIterator
 import aiohttp
 import orjson
 
-from proxy.providers.base import ChatStream, StreamInterrupted, UpstreamCall, upstream_http_error
+from proxy.providers.base import ChatStream, StreamInterrupted, UpstreamCall
 from proxy.providers.http import HttpAdapter, as_dict, finish_response
-from proxy.sse import DONE, Event, SSEParser
+from proxy.sse import DONE, Event
 
 
 class OpenAIAdapter(HttpAdapter):
@@ -73,7 +73,7 @@ class OpenAIAdapter(HttpAdapter):
         if doc is None:
             raise self.bad_response("an answer that is not a JSON object")
         if "error" in doc and "choices" not in doc and "data" not in doc:
-            raise upstream_http_error(self.name, 502, raw)
+            raise self.upstream_error(502, raw)
         return doc
 
     # ------------------------------------------------------------ streams
@@ -85,12 +85,14 @@ class OpenAIAdapter(HttpAdapter):
     async def read_chunks(
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
     ) -> AsyncIterator[list[bytes]]:
-        parser = SSEParser()
+        reader = self.event_reader(resp, call)
         finished = False
         try:
             with self.stream_failures():
-                async for piece in resp.content.iter_any():
-                    events = parser.feed(piece)
+                while not finished:
+                    events = await reader.next_events()
+                    if events is None:
+                        break
                     if len(events) == 1 and events[0].data != DONE:  # the usual read: one chunk
                         chunk = self.handle_chunk(events[0].data, call, stream)
                         if chunk is not None:
@@ -101,13 +103,6 @@ class OpenAIAdapter(HttpAdapter):
                         yield batch
                     if failure is not None:
                         raise failure
-                    if finished:
-                        return
-                batch, finished, failure = self.take_batch(parser.flush(), call, stream)
-                if batch:
-                    yield batch
-                if failure is not None:
-                    raise failure
             if not finished:
                 raise self.stream_cut()
         finally:
@@ -133,12 +128,12 @@ class OpenAIAdapter(HttpAdapter):
         return batch, False, None
 
     def handle_chunk(self, data: bytes, call: UpstreamCall, stream: ChatStream) -> bytes | None:
-        """Inspect one upstream chunk: keep usage, surface errors, drop unasked usage chunks."""
+        """Inspect one upstream chunk: redact secrets, keep usage, surface errors, drop unasked usage chunks."""
+        data = self.redactor.scrub(data)
         if b'"error"' in data:
             doc = _loads_or_none(data)
             if isinstance(doc, dict) and doc.get("error"):
-                error = upstream_http_error(self.name, 502, data)
-                raise StreamInterrupted(error)
+                raise StreamInterrupted(self.upstream_error(502, data))
         if b'"usage"' in data and b'"usage":null' not in data and b'"usage": null' not in data:
             doc = _loads_or_none(data)
             if isinstance(doc, dict) and isinstance(doc.get("usage"), dict):
