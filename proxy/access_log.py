@@ -12,6 +12,7 @@ from aiohttp import web
 
 from proxy.context import CONTEXT_KEY, RequestContext
 from proxy.errors import GatewayError, from_http_exception
+from proxy.header_values import header_text
 from proxy.keys import LIFECYCLE, OBSERVERS, STATE
 from proxy.logs import error_summary, is_enabled, log_event, timestamp, write_line
 
@@ -34,8 +35,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
     """Run the rest of the pipeline and account for how it ended."""
     ctx = RequestContext(request_id=request_id_for(request), state=request.app[STATE].current)
     ctx.endpoint = getattr(request.match_info.handler, "endpoint", None)
-    agent = request.headers.get(AGENT_HEADER)
-    ctx.agent = agent[:_MAX_REQUEST_ID] if agent else None
+    ctx.agent = header_text(request.headers.get(AGENT_HEADER), _MAX_REQUEST_ID)
     request[CONTEXT_KEY] = ctx
     for observer in request.app[OBSERVERS]:
         observer.request_started(ctx)

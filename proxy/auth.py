@@ -16,6 +16,7 @@ from aiohttp import web
 from proxy.config import AuthConfig, AuthKey
 from proxy.context import RequestContext
 from proxy.errors import GatewayError
+from proxy.header_values import header_bytes
 
 PUBLIC_ENDPOINTS = frozenset({"health"})
 
@@ -32,7 +33,7 @@ def presented_key(request: web.Request) -> str | None:
 
 def match_key(auth: AuthConfig, key: str) -> AuthKey | None:
     """The configured key equal to ``key``, or ``None``."""
-    digest = hashlib.sha256(key.encode()).digest()
+    digest = hashlib.sha256(header_bytes(key)).digest()
     matched: AuthKey | None = None
     for entry in auth.keys:
         if hmac.compare_digest(digest, entry.sha256):

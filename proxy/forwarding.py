@@ -31,18 +31,30 @@ SHUTDOWN_ERROR = GatewayError(503, "The gateway is shutting down and cut this st
                               "finished; retry the request.", code="gateway_shutdown")
 
 
+TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
+"""The request fields that bound the output; a model's ``max_tokens`` applies to each."""
+
+
+def requested_max_tokens(body: dict[str, Any]) -> int | None:
+    """The largest output the request asks for in any of :data:`TOKEN_LIMIT_FIELDS`."""
+    asked = [v for v in (body.get(f) for f in TOKEN_LIMIT_FIELDS) if isinstance(v, int)]
+    return max(asked) if asked else None
+
+
 def check_max_tokens(body: dict[str, Any], model: ModelConfig) -> None:
     """Refuse a request that asks for more tokens than the model's configured ``max_tokens``."""
-    requested = body.get("max_completion_tokens") or body.get("max_tokens")
-    if model.max_tokens is not None and isinstance(requested, int) and requested > model.max_tokens:
-        field = "max_completion_tokens" if body.get("max_completion_tokens") else "max_tokens"
-        raise GatewayError(
-            400,
-            f"{field} is {requested}, above the limit of {model.max_tokens} for model "
-            f"'{model.name}'; ask for {model.max_tokens} or fewer.",
-            code="max_tokens_exceeded",
-            param=field,
-        )
+    if model.max_tokens is None:
+        return
+    for field in TOKEN_LIMIT_FIELDS:
+        requested = body.get(field)
+        if isinstance(requested, int) and requested > model.max_tokens:
+            raise GatewayError(
+                400,
+                f"{field} is {requested}, above the limit of {model.max_tokens} for model "
+                f"'{model.name}'; ask for {model.max_tokens} or fewer.",
+                code="max_tokens_exceeded",
+                param=field,
+            )
 
 
 def upstream_chat_body(body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
@@ -103,8 +115,8 @@ def within_limits(plan: tuple[ModelConfig, ...], body: dict[str, Any]) -> tuple[
     The routed model itself is checked by :func:`upstream_chat_body`, which
     refuses the request with a 400 naming the limit.
     """
-    requested = body.get("max_completion_tokens") or body.get("max_tokens")
-    if not isinstance(requested, int):
+    requested = requested_max_tokens(body)
+    if requested is None:
         return plan
     return plan[:1] + tuple(m for m in plan[1:] if m.max_tokens is None or m.max_tokens >= requested)
 

@@ -117,7 +117,24 @@ def timestamp() -> str:
 def write_line(line: dict[str, Any]) -> None:
     """Write a complete line (``time``, ``level`` and ``event`` already in it)."""
     writer = _writer if _writer is not None else _default_writer()
-    writer.put(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
+    try:
+        data = orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except (TypeError, orjson.JSONEncodeError):  # text orjson cannot write: still one line
+        data = orjson.dumps(_writable(line), default=str, option=orjson.OPT_APPEND_NEWLINE)
+    writer.put(data)
+
+
+def _writable(value: Any, depth: int = 0) -> Any:
+    """``value`` with every string made encodable (lone surrogates replaced) and nesting bounded."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if depth > 16:
+        return "..."
+    if isinstance(value, dict):
+        return {_writable(k, depth + 1): _writable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_writable(v, depth + 1) for v in value]
+    return value
 
 
 def is_enabled(level: int) -> bool:

@@ -17,9 +17,12 @@ from aiohttp import web
 from proxy.config import GatewayConfig, ModelConfig
 from proxy.context import RequestContext
 from proxy.errors import GatewayError
+from proxy.header_values import header_text
 from proxy.keys import RESILIENCE
 
 TASK_TYPE_HEADER = "X-Task-Type"
+MAX_TASK_TYPE = 200
+"""The longest ``X-Task-Type`` header value kept (the body's field is bounded by the body size)."""
 _RNG = random.Random()
 Healthy = Callable[[ModelConfig], bool]
 
@@ -53,7 +56,7 @@ def resolve_route(
 def _deployments(
     config: GatewayConfig, body: dict[str, Any], headers: Mapping[str, str], ctx: RequestContext
 ) -> tuple[tuple[ModelConfig, ...], str]:
-    task_type = body.pop("task_type", None) or headers.get(TASK_TYPE_HEADER) or None
+    task_type = body.pop("task_type", None) or header_text(headers.get(TASK_TYPE_HEADER), MAX_TASK_TYPE)
     ctx.task_type = task_type
     requested = body.get("model")
     if requested:

@@ -1,7 +1,11 @@
 """Read the request body once, parse it once, and check it against the endpoint's schema.
 
 The parsed body is left on the request context for every later stage; no
-stage reads or parses it again. Valid bodies are checked by a validator that
+stage reads or parses it again. Whatever is accepted can be forwarded: a
+body nested deeper than :data:`MAX_NESTING` is refused (orjson parses deeper
+documents than it can write again), and whole-number fields that arrive as
+integral floats (``100000.0``) are made integers, so every limit the operator
+sets is checked against a number of one kind. Valid bodies are checked by a validator that
 fastjsonschema compiled from the schema (about 20 times faster than the
 jsonschema interpreter on a typical chat body); only an invalid body is
 checked again by jsonschema, whose errors name the field precisely.
@@ -32,6 +36,24 @@ FAST_VALIDATORS: dict[str, Callable[[Any], Any]] = {
 VALIDATORS: dict[str, jsonschema.Draft202012Validator] = {
     endpoint: jsonschema.Draft202012Validator(schema) for endpoint, schema in _SCHEMAS.items()
 }
+MAX_NESTING = 128
+"""The deepest nesting of arrays and objects a body may have (orjson writes at most 254)."""
+
+
+def _integer_fields(schema: dict[str, Any]) -> tuple[str, ...]:
+    """The top-level fields whose schema type includes ``integer``."""
+    fields = []
+    for name, spec in schema.get("properties", {}).items():
+        kinds = spec.get("type")
+        if kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds):
+            fields.append(name)
+    return tuple(fields)
+
+
+INTEGER_FIELDS: dict[str, tuple[str, ...]] = {
+    endpoint: _integer_fields(schema) for endpoint, schema in _SCHEMAS.items()
+}
+"""Per endpoint, the fields that hold whole numbers (taken from its schema: one home)."""
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -73,7 +95,40 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise GatewayError(400, f"Request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(doc, dict):
         raise GatewayError(400, "Request body must be a JSON object.", code="invalid_json")
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and nesting_depth(doc) > MAX_NESTING:
+        raise GatewayError(400, f"Request body is nested more than {MAX_NESTING} levels deep; "
+                           "flatten it.", code="invalid_json")
     return doc
+
+
+def nesting_depth(doc: Any) -> int:
+    """How deeply arrays and objects nest in ``doc`` (a scalar is 0), without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(doc, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            return depth
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def normalise_integers(endpoint: str, doc: dict[str, Any]) -> None:
+    """Make whole-number fields that arrived as integral floats (``100000.0``) integers.
+
+    The schema has already refused non-integral values and out-of-range ones.
+    """
+    for name in INTEGER_FIELDS[endpoint]:
+        value = doc.get(name)
+        if isinstance(value, float):
+            doc[name] = int(value)
 
 
 def check_schema(endpoint: str, doc: dict[str, Any]) -> None:
@@ -115,6 +170,7 @@ async def read_valid_body(request: web.Request, ctx: RequestContext) -> None:
     raw = await read_body(request, ctx.state.config.api.max_body_bytes)
     body = parse_body(raw)
     check_schema(ctx.endpoint, body)  # type: ignore[arg-type]
+    normalise_integers(ctx.endpoint, body)  # type: ignore[arg-type]
     ctx.body = body
     ctx.stream = bool(body.get("stream"))
     user = body.get("user")

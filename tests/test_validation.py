@@ -126,3 +126,35 @@ async def test_unknown_fields_are_accepted(gateway) -> None:
     client = await gateway(make_config())
     body = {"messages": [{"role": "user", "content": "x"}], "brand_new_param": {"a": 1}}
     assert (await client.post("/v1/chat/completions", json=body)).status == 200
+
+
+@pytest.mark.parametrize("endpoint", ["/v1/chat/completions", "/v1/embeddings"])
+@pytest.mark.parametrize("depth", [200, 300, 1000])
+async def test_a_body_nested_deeper_than_can_be_forwarded_is_a_400(gateway, endpoint: str, depth: int) -> None:
+    client = await gateway(make_config())
+    deep = b"[" * depth + b"]" * depth
+    model = b"mock-gpt" if endpoint.endswith("completions") else b"mock-embed"
+    raw = (b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "input": "x", "extra": %s}'
+           % (model, deep))
+    resp = await client.post(endpoint, data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "invalid_json"
+
+
+async def test_a_body_nested_within_the_limit_is_forwarded(gateway) -> None:
+    client = await gateway(make_config())
+    deep = b"[" * 100 + b"]" * 100
+    raw = b'{"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "extra": %s}' % deep
+    resp = await client.post("/v1/chat/completions", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 200
+
+
+@pytest.mark.parametrize(("field", "value"), [("n", "2.5"), ("seed", "1e30"), ("max_tokens", "0"),
+                                              ("max_tokens", "-1.0"), ("n", "1000")])
+async def test_whole_number_fields_refuse_values_that_are_not(gateway, field: str, value: str) -> None:
+    client = await gateway(make_config())
+    raw = b'{"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], "%s": %s}' % (
+        field.encode(), value.encode())
+    resp = await client.post("/v1/chat/completions", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 400 and (await resp.json())["error"]["param"] == field
