@@ -1,5 +1,9 @@
 """Command line: ``python -m proxy`` / ``llm-gateway``.
 
+The config is ``--config``, else ``$LLM_GATEWAY_CONFIG``, else the default
+shipped inside the package (``proxy/defaults/local.json``: the mock provider,
+memory only, no keys, loopback), so the command starts from any directory.
+
 Loads the config, refuses unsafe binds, then serves with one worker in this
 process or ``api.workers`` processes sharing the port (``SO_REUSEPORT``).
 SIGTERM or SIGINT drains: no new connections, in-flight requests and streams
@@ -11,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -19,6 +25,7 @@ import signal
 import sys
 import socket
 import time
+from importlib import resources
 from typing import Any, Callable, Mapping
 
 from aiohttp import web
@@ -30,24 +37,60 @@ from proxy.config import ConfigError, GatewayConfig, load_config, with_api_overr
 from proxy.keys import LIFECYCLE, STATE, WATCHER
 from proxy.logs import log_event, setup_logging, stop_logging
 from proxy.metrics import start_supervisor_metrics
+from proxy.server import GatewayRunner
 
 CONFIG_ENV = "LLM_GATEWAY_CONFIG"
 QUICK_DEATH_SECONDS = 2.0
 MAX_QUICK_DEATHS = 5
-DEFAULT_CONFIG = "config/local.json"
+DEFAULT_CONFIG = ("defaults", "local.json")
+"""The packaged default config, inside the ``proxy`` package (a copy of ``config/local.json``)."""
+
+_EXTRACTED = contextlib.ExitStack()  # the default, copied out of a zipped package, until exit
+atexit.register(_EXTRACTED.close)
+
+
+def _default_resource() -> Any:
+    resource = resources.files("proxy")
+    for part in DEFAULT_CONFIG:
+        resource = resource.joinpath(part)
+    return resource
+
+
+def default_config_label() -> str:
+    """Where the packaged default is, for ``--help``: its file path when the package is on disk."""
+    resource = _default_resource()
+    if isinstance(resource, os.PathLike):
+        return os.fspath(resource)
+    return "proxy/" + "/".join(DEFAULT_CONFIG) + " inside the installed package"
+
+
+def default_config_path() -> str:
+    """The packaged default config as a real file path (the reload watcher polls a path).
+
+    A package on disk (editable or installed) has the file itself; a zipped one
+    gets a temporary copy that lasts as long as this process.
+    """
+    resource = _default_resource()
+    if isinstance(resource, os.PathLike):
+        return os.fspath(resource)
+    return os.fspath(_EXTRACTED.enter_context(resources.as_file(resource)))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line's options."""
+    """The command line's options; ``config`` is resolved to the file that will be read."""
     parser = argparse.ArgumentParser(prog="llm-gateway", description="OpenAI-compatible LLM gateway")
-    parser.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG),
-                        help=f"config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"config file (default: ${CONFIG_ENV} if set, else the packaged default "
+                             f"{default_config_label()}: the mock provider, no keys, loopback only)")
     parser.add_argument("--host", help="listen address (overrides api.host)")
     parser.add_argument("--port", type=int, help="listen port (overrides api.port; 0 picks a free one)")
     parser.add_argument("--workers", type=int, help="worker processes (overrides api.workers)")
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
     parser.add_argument("--version", action="version", version=f"llm-gateway {__version__}")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.config is None:
+        args.config = os.environ.get(CONFIG_ENV) or default_config_path()
+    return args
 
 
 def api_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,7 +146,8 @@ async def serve(config: GatewayConfig, config_path: str | None, reuse_port: bool
     api = config.api
     app = create_app(config, config_path=config_path, bind_host=api.host, overrides=overrides)
     # aiohttp's own shutdown wait is kept short: the drain below is what honours the grace period.
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
+    runner = GatewayRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None,
+                           keepalive_timeout=api.idle_timeout)
     await runner.setup()
     site = web.TCPSite(runner, api.host, api.port, reuse_port=reuse_port or None, backlog=2048)
     await site.start()

@@ -14,8 +14,11 @@ import http.client
 import json
 import math
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,9 @@ WRONG_KEY = "sk-wrong-5e8f1a3c7b9d"
 UPSTREAM_KEY = "sk-upstream-secret"  # what make_config() gives the openai provider
 AUTH = {"keys": [{"name": "tests", "key": CALLER_KEY}, {"name": "other", "key": OTHER_CALLER_KEY}]}
 SECRETS = (CALLER_KEY, OTHER_CALLER_KEY, WRONG_KEY, UPSTREAM_KEY)
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGED_DEFAULT = ROOT / "proxy" / "defaults" / "local.json"
 
 RELOAD_WITHIN = 2.0  # seconds; the issue's bound for a file change to take effect
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
@@ -275,6 +281,86 @@ def test_config_flag_beats_environment_variable(tmp_path: Path) -> None:
     assert str(good) in result.stdout
     result = run_cli(["--check"], env=child_env(LLM_GATEWAY_CONFIG=str(bad)), cwd=tmp_path)
     assert result.returncode != 0 and "not valid JSON" in result.stderr, result
+
+
+async def chat_on_default(base_url: str) -> None:
+    """The packaged default answers a chat call on its mock model, and lists its models."""
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
+        async with session.post(f"{base_url}/v1/chat/completions", json=chat_body("mock-gpt")) as resp:
+            doc = await resp.json()
+            assert resp.status == 200, doc
+        assert doc["choices"][0]["message"]["content"] == mock_reply("Say hello")
+        assert doc["provider"] == "mock"
+        assert await models_listed(session, base_url) == {"mock-gpt", "mock-fast", "mock-embedding"}
+
+
+async def test_starts_on_the_packaged_default_from_any_directory(gateway_process: Any,
+                                                                 tmp_path: Path) -> None:
+    elsewhere = tmp_path / "somewhere-else"
+    elsewhere.mkdir()
+    # no --config, no LLM_GATEWAY_CONFIG (child_env drops it), and no config/ in the cwd
+    gw = gateway_process(None, cwd=elsewhere)
+    started = await gw.await_for("gateway_started", timeout=15)
+    assert started["config"] == str(PACKAGED_DEFAULT)
+    assert (started["host"], started["providers"]) == ("127.0.0.1", ["mock"])
+    gw.port = started["port"]
+    await chat_on_default(gw.base_url)
+    gw.send(signal.SIGTERM)
+    assert await gw.await_exit(10) == 0
+    assert_clean_output(gw)
+
+
+def test_help_and_check_name_the_packaged_default(tmp_path: Path) -> None:
+    result = run_cli(["--help"], env=child_env(COLUMNS="300"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config_help = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("--config"))
+    assert "$LLM_GATEWAY_CONFIG" in config_help and str(PACKAGED_DEFAULT) in config_help, config_help
+    result = run_cli(["--check"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"llm-gateway: {PACKAGED_DEFAULT} is valid"
+
+
+def install_non_editable(target: Path, scratch: Path) -> None:
+    """Lay the package out in ``target`` as a wheel install would put it in site-packages.
+
+    ``pip install --target`` cannot build a wheel offline here (setuptools < 70.1
+    needs the separate ``wheel`` package for ``bdist_wheel``), so this runs the
+    step of a wheel build that decides what gets installed: setuptools'
+    ``build_py``, on a copy of the source tree (the repository gets no build/
+    directory), honouring ``setup.cfg``'s packages and ``package_data``.
+    """
+    source = scratch / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "proxy", source / "proxy", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    built = subprocess.run(
+        [sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py",
+         "--build-lib", str(target)],
+        cwd=source, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert (target / "proxy" / "cli.py").is_file()
+
+
+async def test_non_editable_install_starts_on_its_packaged_default(gateway_process: Any,
+                                                                   tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    install_non_editable(site, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = child_env(PYTHONPATH=str(site))
+    # the venv's interpreter supplies the dependencies; the package is the installed copy
+    which = subprocess.run([sys.executable, "-c", "import proxy; print(proxy.__file__)"], env=env,
+                           cwd=elsewhere, capture_output=True, text=True, timeout=30)
+    assert which.stdout.strip() == str(site / "proxy" / "__init__.py"), which
+    gw = gateway_process(None, env=env, cwd=elsewhere)
+    started = await gw.await_for("gateway_started", timeout=15)
+    assert started["config"] == str(site / "proxy" / "defaults" / "local.json"), started
+    gw.port = started["port"]
+    await chat_on_default(gw.base_url)
+    gw.send(signal.SIGTERM)
+    assert await gw.await_exit(10) == 0
+    assert_clean_output(gw)
 
 
 async def test_console_script_starts_and_stops(gateway_process: Any) -> None:
