@@ -80,7 +80,8 @@ class CompletionAssembler:
 
     def _take(self, chunk: dict[str, Any]) -> None:
         if not self._head:
-            self._head = {k: chunk[k] for k in ("id", "created", "model", "system_fingerprint", "provider")
+            self._head = {k: chunk[k] for k in ("id", "created", "model", "system_fingerprint", "service_tier",
+                                                  "provider")
                           if k in chunk}
         usage = chunk.get("usage")
         if usage:
@@ -92,12 +93,15 @@ class CompletionAssembler:
         index = choice.get("index", 0)
         slot = self._choices.get(index)
         if slot is None:
-            slot = self._choices[index] = {"content": [], "tool_calls": {}, "finish_reason": None}
+            slot = self._choices[index] = {"content": [], "refusal": [], "tool_calls": {}, "finish_reason": None}
         delta = choice.get("delta")
         if delta:
             content = delta.get("content")
             if content:
                 slot["content"].append(content)
+            refusal = delta.get("refusal")
+            if refusal:
+                slot["refusal"].append(refusal)
             calls = delta.get("tool_calls")
             if calls:
                 self._add_tool_calls(slot["tool_calls"], calls)
@@ -131,8 +135,12 @@ class CompletionAssembler:
         choices = []
         for index in sorted(self._choices):
             slot = self._choices[index]
-            message: dict[str, Any] = {"role": "assistant",
-                                       "content": "".join(slot["content"]) if slot["content"] else None}
+            # No content at all is null beside tool calls or a refusal (as OpenAI answers), else "".
+            content = "".join(slot["content"]) if slot["content"] else (
+                None if slot["tool_calls"] or slot["refusal"] else "")
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if slot["refusal"]:
+                message["refusal"] = "".join(slot["refusal"])
             if slot["tool_calls"]:
                 message["tool_calls"] = [slot["tool_calls"][i] for i in sorted(slot["tool_calls"])]
             choices.append({"index": index, "message": message, "finish_reason": slot["finish_reason"],
@@ -145,15 +153,21 @@ class CompletionAssembler:
 
 def replay_chunks(answer: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
     """The chunk payloads of a stream that delivers ``answer``."""
-    head = {k: answer[k] for k in ("provider", "id", "created", "model", "system_fingerprint") if k in answer}
+    head = {k: answer[k] for k in ("provider", "id", "created", "model", "system_fingerprint",
+                                             "service_tier") if k in answer}
     head["object"] = "chat.completion.chunk"
     for choice in answer.get("choices") or ():
         index = choice.get("index", 0)
         message = choice.get("message") or {}
-        yield _chunk(head, index, {"role": "assistant", "content": ""})
+        calls = message.get("tool_calls") or ()
+        # OpenAI opens a choice that has no content (tool calls, a refusal) with content null.
+        empty = message.get("content") is None and bool(calls or message.get("refusal"))
+        yield _chunk(head, index, {"role": "assistant", "content": None if empty else ""})
         if message.get("content"):
             yield _chunk(head, index, {"content": message["content"]})
-        for position, call in enumerate(message.get("tool_calls") or ()):
+        if message.get("refusal"):
+            yield _chunk(head, index, {"refusal": message["refusal"]})
+        for position, call in enumerate(calls):
             function = call.get("function") or {}
             yield _chunk(head, index, {"tool_calls": [{
                 "index": position, "id": call.get("id"), "type": "function",

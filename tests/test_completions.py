@@ -80,3 +80,73 @@ def test_a_chunk_that_is_not_json_leaves_the_answer_incomplete() -> None:
     assembler = CompletionAssembler()
     assembler.add_batch([_content_chunk("a"), b"{not json", _content_chunk("b", finish="stop")])
     assert not assembler.complete and assembler.broken
+
+
+def _answer(*choices: dict) -> dict:
+    return {"id": "chatcmpl-2", "created": 7, "model": "m", "object": "chat.completion",
+            "choices": [{"index": i, "logprobs": None, **c} for i, c in enumerate(choices)],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+
+
+TOOL_ONLY = {"finish_reason": "tool_calls", "message": {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]}}
+
+
+def _assembled(chunks) -> dict:
+    assembler = CompletionAssembler()
+    for chunk in chunks:
+        assembler.add(chunk)
+    assert assembler.complete
+    return assembler.completion()
+
+
+def test_a_tool_call_without_content_replays_with_null_content_as_openai_streams_it() -> None:
+    answer = _answer(TOOL_ONLY)
+    chunks = [orjson.loads(c) for c in replay_chunks(answer, include_usage=False)]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    assert chunks[1]["choices"][0]["delta"]["tool_calls"][0]["function"] == TOOL_ONLY["message"]["tool_calls"][0][
+        "function"]
+    assert _assembled(replay_chunks(answer, include_usage=True)) == answer
+
+
+def test_several_choices_replay_and_assemble_each_in_its_place() -> None:
+    answer = _answer(TOOL_ONLY, {"finish_reason": "stop", "message": {"role": "assistant", "content": "two"}},
+                     {"finish_reason": "length", "message": {"role": "assistant", "content": "thr"}})
+    assert _assembled(replay_chunks(answer, include_usage=True)) == answer
+
+
+def test_interleaved_choices_assemble_by_index() -> None:
+    head = {"id": "x", "created": 1, "model": "m", "object": "chat.completion.chunk"}
+
+    def chunk(index, delta, finish=None):
+        return orjson.dumps({**head, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]})
+
+    stream = [chunk(0, {"role": "assistant", "content": ""}), chunk(1, {"role": "assistant", "content": None,
+              "tool_calls": [{"index": 0, "id": "call_a", "type": "function",
+                              "function": {"name": "f", "arguments": ""}}]}),
+              chunk(0, {"content": "hel"}),
+              chunk(1, {"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]}),
+              chunk(0, {"content": "lo"}),
+              chunk(1, {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
+              chunk(0, {}, "stop")]
+    assembler = CompletionAssembler()
+    assembler.add_batch(stream)
+    assert not assembler.complete  # choice 1 has not finished
+    assembler.add(chunk(1, {}, "tool_calls"))
+    assert assembler.complete
+    choices = assembler.completion()["choices"]
+    assert choices[0]["message"] == {"role": "assistant", "content": "hello"}
+    assert choices[1]["message"]["content"] is None
+    assert choices[1]["message"]["tool_calls"] == [
+        {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}]
+    assert [c["finish_reason"] for c in choices] == ["stop", "tool_calls"]
+
+
+def test_empty_content_is_an_empty_string_and_refusals_round_trip() -> None:
+    empty = _answer({"finish_reason": "stop", "message": {"role": "assistant", "content": ""}})
+    assert _assembled(replay_chunks(empty, include_usage=True)) == empty
+    refused = _answer({"finish_reason": "stop", "message": {"role": "assistant", "content": None,
+                                                           "refusal": "I can't help with that."}})
+    chunks = [orjson.loads(c)["choices"][0]["delta"] for c in replay_chunks(refused, include_usage=False)]
+    assert {"refusal": "I can't help with that."} in chunks
+    assert _assembled(replay_chunks(refused, include_usage=True)) == refused
