@@ -117,6 +117,203 @@ def test_stream_not_finished_before_message_stop() -> None:
     assert not translator.finished
 
 
+# ============================================================ max_tokens
+
+
+@pytest.mark.parametrize("configured,requested,sent", [
+    (None, None, DEFAULT_MAX_TOKENS),
+    (100_000, None, DEFAULT_MAX_TOKENS),  # a configured context size is a limit, not a default
+    (2048, None, 2048),                   # a configured limit below the default lowers it
+    (100_000, {"max_tokens": 20_000}, 20_000),
+    (100_000, {"max_completion_tokens": 300, "max_tokens": 20_000}, 300),
+    (None, {"max_tokens": 256.0}, 256),
+])
+def test_max_tokens_sent(configured: int | None, requested: dict[str, Any] | None, sent: int) -> None:
+    model = dataclasses.replace(GOLDEN_MODEL, max_tokens=configured)
+    body = {"messages": [{"role": "user", "content": "hi"}], **(requested or {})}
+    assert to_anthropic_request(body, model)["max_tokens"] == sent
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize("value", [0, -5, 1.5, "100", True, [100], 2**63])
+def test_max_tokens_that_is_not_a_whole_number_is_refused(field: str, value: Any) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], field: value}
+    with pytest.raises(GatewayError) as caught:
+        to_anthropic_request(body, GOLDEN_MODEL)
+    assert (caught.value.status, caught.value.code, caught.value.param) == (400, "invalid_request", field)
+    assert "whole number" in caught.value.message
+
+
+# ============================================================ malformed fields
+
+
+def chat(**fields: Any) -> dict[str, Any]:
+    """A valid body with a tool round trip, ``fields`` replacing or adding top-level fields."""
+    return {
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        **fields,
+    }
+
+
+def with_message(index: int, **fields: Any) -> dict[str, Any]:
+    body = chat()
+    body["messages"][index] = {**body["messages"][index], **fields}
+    return body
+
+
+MALFORMED = [
+    # body, the param named, the code
+    pytest.param(with_message(0, content=[{"type": "text", "text": "a"}, {"type": "text", "text": 5}]),
+                 "messages[0].content[1].text", "invalid_request", id="system-part-text-number"),
+    pytest.param(with_message(2, tool_calls=[{"function": "x"}]),
+                 "messages[2].tool_calls[0].function", "invalid_request", id="tool-call-function-string"),
+    pytest.param(chat(tool_choice={"type": "function", "function": "f"}),
+                 "tool_choice.function", "invalid_request", id="tool-choice-function-string"),
+    pytest.param(chat(tool_choice={"type": "function", "function": {"name": 7}}),
+                 "tool_choice.function.name", "invalid_request", id="tool-choice-name-number"),
+    pytest.param(chat(messages={"role": "user"}), "messages", "invalid_request", id="messages-object"),
+    pytest.param(chat(messages=["hi"]), "messages[0]", "invalid_request", id="message-string"),
+    pytest.param(chat(messages=[{"role": "robot", "content": "hi"}]), "messages[0].role",
+                 "invalid_request", id="unknown-role"),
+    pytest.param(with_message(0, content=7), "messages[0].content", "invalid_request",
+                 id="system-content-number"),
+    pytest.param(with_message(0, content=["text"]), "messages[0].content[0]", "invalid_request",
+                 id="system-part-string"),
+    pytest.param(with_message(1, content={"type": "text"}), "messages[1].content", "invalid_request",
+                 id="user-content-object"),
+    pytest.param(with_message(1, content=[{"type": "text", "text": ["a"]}]),
+                 "messages[1].content[0].text", "invalid_request", id="user-part-text-list"),
+    pytest.param(with_message(1, content=[{"type": "image_url", "image_url": 5}]),
+                 "messages[1].content[0].image_url.url", "invalid_image_url", id="image-url-number"),
+    pytest.param(with_message(2, content=5), "messages[2].content", "invalid_request",
+                 id="assistant-content-number"),
+    pytest.param(with_message(2, tool_calls={"id": "call_1"}), "messages[2].tool_calls",
+                 "invalid_request", id="tool-calls-object"),
+    pytest.param(with_message(2, tool_calls=["call_1"]), "messages[2].tool_calls[0]",
+                 "invalid_request", id="tool-call-string"),
+    pytest.param(with_message(2, tool_calls=[{"id": 1, "function": {"name": "f"}}]),
+                 "messages[2].tool_calls[0].id", "invalid_request", id="tool-call-id-number"),
+    pytest.param(with_message(2, tool_calls=[{"id": "c", "function": {"name": None}}]),
+                 "messages[2].tool_calls[0].function.name", "invalid_request", id="tool-call-no-name"),
+    pytest.param(with_message(2, tool_calls=[{"id": "c", "function": {"name": "f", "arguments": 3}}]),
+                 "messages[2].tool_calls[0].function.arguments", "invalid_tool_arguments",
+                 id="arguments-number"),
+    pytest.param(with_message(3, tool_call_id=["call_1"]), "messages[3].tool_call_id",
+                 "invalid_request", id="tool-call-id-list"),
+    pytest.param(with_message(3, content=False), "messages[3].content", "invalid_request",
+                 id="tool-content-boolean"),
+    pytest.param(chat(tools={"type": "function"}), "tools", "invalid_request", id="tools-object"),
+    pytest.param(chat(tools=["f"]), "tools[0]", "invalid_request", id="tool-string"),
+    pytest.param(chat(tools=[{"type": "function", "function": "f"}]), "tools[0].function",
+                 "invalid_request", id="tool-function-string"),
+    pytest.param(chat(tools=[{"type": "function", "function": {"name": "f", "parameters": "{}"}}]),
+                 "tools[0].function.parameters", "invalid_request", id="tool-parameters-string"),
+    pytest.param(chat(tools=[{"type": "function", "function": {"name": "f", "description": 1}}]),
+                 "tools[0].function.description", "invalid_request", id="tool-description-number"),
+    pytest.param(chat(parallel_tool_calls="no"), "parallel_tool_calls", "invalid_request",
+                 id="parallel-tool-calls-string"),
+    pytest.param(chat(temperature="warm"), "temperature", "invalid_request", id="temperature-string"),
+    pytest.param(chat(top_p=[0.5]), "top_p", "invalid_request", id="top-p-list"),
+    pytest.param(chat(top_k=1.5), "top_k", "invalid_request", id="top-k-fraction"),
+    pytest.param(chat(stop=5), "stop", "invalid_request", id="stop-number"),
+    pytest.param(chat(stop=["END", None]), "stop[1]", "invalid_request", id="stop-item-null"),
+    pytest.param(chat(user=42), "user", "invalid_request", id="user-number"),
+    pytest.param(chat(n=2.0), "n", "unsupported_parameter", id="n-two-as-float"),
+    pytest.param(chat(modalities="audio"), "modalities", "unsupported_parameter", id="modalities-string"),
+]
+
+
+@pytest.mark.parametrize("body,param,code", MALFORMED)
+def test_malformed_field_is_a_400_naming_it(body: dict[str, Any], param: str, code: str) -> None:
+    with pytest.raises(GatewayError) as caught:
+        to_anthropic_request(body, GOLDEN_MODEL)
+    assert (caught.value.status, caught.value.param, caught.value.code) == (400, param, code)
+    assert caught.value.message
+
+
+def test_the_valid_body_behind_the_malformed_ones_translates() -> None:
+    out = to_anthropic_request(chat(tool_choice={"type": "function", "function": {"name": "f"}}),
+                               GOLDEN_MODEL)
+    assert out["system"] == "Be brief."
+    assert out["tool_choice"] == {"type": "tool", "name": "f"}
+    assert [m["role"] for m in out["messages"]] == ["user", "assistant", "user"]
+
+
+def test_wrong_type_message_says_what_to_send() -> None:
+    with pytest.raises(GatewayError) as caught:
+        to_anthropic_request(with_message(0, content=[{"type": "text", "text": 5}]), GOLDEN_MODEL)
+    assert caught.value.message == "messages[0].content[0].text must be a string, not a number."
+
+
+# ============================================================ odd upstream answers
+
+
+def test_odd_blocks_and_counts_in_an_answer_are_skipped() -> None:
+    doc = {
+        "id": "msg_1", "model": ["claude"], "stop_reason": {"odd": True},
+        "content": ["stray", {"type": "text", "text": 5}, {"type": "text", "text": "Hi"},
+                    {"type": "tool_use", "id": 3, "name": "f", "input": [1, 2]}, None],
+        "usage": {"input_tokens": "12", "output_tokens": 4, "cache_read_input_tokens": True,
+                  "cache_creation_input_tokens": -3},
+    }
+    answer = to_openai_response(doc, created=GOLDEN_CREATED)
+    assert answer["id"] == "msg_1"
+    assert answer["model"] is None
+    choice = answer["choices"][0]
+    assert choice["message"] == {"role": "assistant", "content": "Hi", "tool_calls": [
+        {"id": None, "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    assert choice["finish_reason"] == "stop"
+    assert answer["usage"] == {"prompt_tokens": 0, "completion_tokens": 4, "total_tokens": 4,
+                               "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+@pytest.mark.parametrize("usage", [None, [], "lots", 7, {"input_tokens": 2**64 - 1}])
+def test_usage_that_is_not_counts_is_zero(usage: Any) -> None:
+    answer = to_openai_response({"content": [], "usage": usage}, created=GOLDEN_CREATED)
+    assert answer["usage"]["total_tokens"] == 0
+
+
+def test_odd_stream_events_are_skipped() -> None:
+    translator = StreamTranslator(include_usage=True, created=GOLDEN_CREATED)
+    events: list[Any] = [
+        {"type": "message_start", "message": "msg"},
+        {"type": ["content_block_start"]},
+        {"type": "content_block_start", "index": [0], "content_block": "text"},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 5}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+        {"type": "content_block_start", "index": 1,
+         "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": "x"}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "input_json_delta", "partial_json": {"a": 1}}},
+        {"type": "content_block_delta", "index": 1,
+         "delta": {"type": "input_json_delta", "partial_json": "{\"a\": 1}"}},
+        {"type": "message_delta", "delta": {"stop_reason": ["tool_use"]},
+         "usage": {"output_tokens": "9", "input_tokens": 3}},
+        {"type": "message_delta", "delta": "end", "usage": [1]},
+        {"type": "message_stop"},
+    ]
+    chunks = [chunk for event in events for chunk in translator.translate(event)]
+    deltas = [chunk["choices"][0]["delta"] for chunk in chunks if chunk["choices"]]
+    assert deltas == [
+        {"role": "assistant", "content": ""},
+        {"content": "Hi"},
+        {"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
+                         "function": {"name": "f", "arguments": ""}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\": 1}"}}]},
+        {},
+    ]
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["usage"]["prompt_tokens"] == 3
+    assert chunks[-1]["usage"]["completion_tokens"] == 0
+
+
 # ============================================================ fixtures
 
 
@@ -131,6 +328,7 @@ def anthropic_config(url: str, provider: dict[str, Any] | None = None) -> dict[s
             "claude": {"upstream_model": "claude-sonnet-4-5", "max_tokens": 2048},
             "claude-warm": {"upstream_model": "claude-haiku-4-5", "temperature": 0.3},
             "claude-quick": {"upstream_model": "claude-haiku-4-5", "timeout": 0.5},
+            "claude-big": {"upstream_model": "claude-3-opus-20240229", "max_tokens": 100_000},
         },
         **(provider or {}),
     }
@@ -286,6 +484,15 @@ async def test_max_tokens_defaults(client: Any, fake: FakeAnthropic) -> None:
     assert second.body["max_tokens"] == 77
 
 
+async def test_configured_max_tokens_is_a_limit_not_a_default(client: Any, fake: FakeAnthropic) -> None:
+    await client.post("/v1/chat/completions", json=hello(model="claude-big"))
+    await client.post("/v1/chat/completions", json=hello(model="claude-big", max_tokens=20_000))
+    resp = await client.post("/v1/chat/completions", json=hello(model="claude-big", max_tokens=100_001))
+    assert [sent.body["max_tokens"] for sent in fake.received] == [DEFAULT_MAX_TOKENS, 20_000]
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "max_tokens_exceeded"
+
+
 @pytest.mark.parametrize("stop_reason,finish", STOP_REASONS)
 async def test_stop_reasons_plain(sdk: Any, fake: FakeAnthropic, stop_reason: str, finish: str) -> None:
     fake.stop_reason = stop_reason
@@ -394,6 +601,44 @@ async def test_bad_tool_arguments_are_refused(client: Any, fake: FakeAnthropic) 
     assert error["param"] == "messages[1].tool_calls[0].function.arguments"
     assert error["type"] == "invalid_request_error"
     assert fake.received == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("body,param", [
+    pytest.param({"messages": [
+        {"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": 5}]},
+        {"role": "user", "content": "hi"}]}, "messages[0].content[1].text", id="system-text-number"),
+    pytest.param({"messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [{"function": "x"}]}]},
+        "messages[1].tool_calls[0].function", id="tool-call-function-string"),
+    pytest.param({"messages": [{"role": "user", "content": "hi"}], "tools": [WEATHER_TOOL],
+                  "tool_choice": {"type": "function", "function": "f"}},
+                 "tool_choice.function", id="tool-choice-function-string"),
+])
+async def test_malformed_fields_are_400_not_500(client: Any, fake: FakeAnthropic, body: dict[str, Any],
+                                               param: str, stream: bool) -> None:
+    resp = await client.post("/v1/chat/completions", json={"model": "claude", "stream": stream, **body})
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert (error["param"], error["code"], error["type"]) == (param, "invalid_request",
+                                                             "invalid_request_error")
+    assert param in error["message"]
+    assert fake.received == [], "nothing may reach the upstream"
+
+
+async def test_odd_blocks_in_an_upstream_answer_are_skipped(client: Any, fake: FakeAnthropic) -> None:
+    fake.raw_answer = orjson.dumps({
+        "id": "msg_odd", "type": "message", "model": "claude-sonnet-4-5", "stop_reason": ["end_turn"],
+        "content": [7, {"type": "text", "text": {"nested": 1}}, {"type": "text", "text": "Fine."}],
+        "usage": "many",
+    })
+    resp = await client.post("/v1/chat/completions", json=hello())
+    assert resp.status == 200
+    doc = await resp.json()
+    assert doc["choices"][0]["message"] == {"role": "assistant", "content": "Fine."}
+    assert doc["choices"][0]["finish_reason"] == "stop"
+    assert doc["usage"]["total_tokens"] == 0
 
 
 async def test_embeddings_refused_naming_the_provider(sdk: Any, fake: FakeAnthropic) -> None:
@@ -697,3 +942,13 @@ def test_rotated_key_is_the_one_sent() -> None:
     assert adapter.request_headers(rotated)["x-api-key"] == "sk-ant-rotated-key"
     plain = UpstreamCall(model=model, body={}, request_id="r2")
     assert adapter.request_headers(plain)["x-api-key"] == SECRET
+
+
+@pytest.mark.parametrize("kind", [["x"], {"a": 1}, 5, None, "no_such_type"])
+def test_an_error_document_of_any_shape_maps_to_an_upstream_error(kind: Any) -> None:
+    from proxy.providers.anthropic import AnthropicAdapter
+    config = parse_config(anthropic_config("http://127.0.0.1:9"))
+    adapter = AnthropicAdapter(config.providers["anthropic"], config.api, None)
+    doc = {"type": "error", "error": {"type": kind, "message": "odd"}}
+    error = adapter.error_from(orjson.dumps(doc), doc)
+    assert error.status in (400, 401, 403, 404, 413, 429, 500, 502, 503, 504)

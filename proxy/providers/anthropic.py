@@ -12,8 +12,10 @@ Request mapping:
 * ``system`` and ``developer`` messages are joined (blank line between) into
   the top-level ``system`` string, wherever they appear in the conversation.
 * ``max_tokens`` is always sent: the request's ``max_completion_tokens`` or
-  ``max_tokens``, else the model's configured ``max_tokens``, else
-  :data:`DEFAULT_MAX_TOKENS`.
+  ``max_tokens``, else :data:`DEFAULT_MAX_TOKENS` (4096), or the model's
+  configured ``max_tokens`` if that is lower. The configured value is a limit
+  on what callers may ask for, not a default: models are often configured
+  with their context size, which Anthropic refuses as an output limit.
 * ``stop`` becomes ``stop_sequences`` (a list); ``temperature``, ``top_p`` and
   Anthropic's own ``top_k`` are passed on; ``user`` becomes
   ``metadata.user_id``.
@@ -38,6 +40,16 @@ Dropped without effect: fields at their no-op value (``n: 1``,
 hint, message ``name`` fields, tools' ``strict`` flag and any field Anthropic
 does not know (Anthropic refuses unknown fields, so they are not forwarded).
 
+Malformed fields (a JSON value of the wrong type where the translation needs
+an object, a list, a string or a number, such as a text part whose ``text`` is
+a number) get a 400 with ``code: invalid_request`` and ``param`` naming the
+exact field (``messages[0].content[1].text``), never a 500.
+
+Answers and stream events are read defensively: blocks, counts and texts of
+the wrong type are skipped (a count that is not a non-negative integer counts
+as 0), so an odd upstream document never raises here; the adapter refuses an
+answer that is not a message as ``upstream_bad_response``.
+
 Anthropic has no embeddings endpoint: embeddings requests get a 400.
 """
 
@@ -56,17 +68,19 @@ from proxy.providers.base import (
     StreamInterrupted,
     UpstreamCall,
     UpstreamError,
-    upstream_http_error,
 )
 from proxy.providers.http import HttpAdapter, finish_response
-from proxy.sse import Event, SSEParser
+from proxy.sse import Event
 
 if TYPE_CHECKING:
     from proxy.config import ModelConfig
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-"""``max_tokens`` sent when neither the request nor the model's config sets one."""
+"""``max_tokens`` sent when the request sets none (lowered to the model's configured limit)."""
+
+MAX_COUNT = 2**53
+"""Token counts above this (JavaScript's largest exact integer) are not believed: they count as 0."""
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -107,7 +121,9 @@ def to_anthropic_request(
     Anthropic cannot do. ``body`` is not modified.
     """
     refuse_unsupported(body)
-    system, messages = translate_messages(body.get("messages") or [])
+    given = body.get("messages")
+    system, messages = translate_messages(
+        [] if given is None else _list(given, "messages", "a list of message objects"))
     out: dict[str, Any] = {
         "model": model.upstream_model,
         "max_tokens": max_tokens_for(body, model),
@@ -117,8 +133,8 @@ def to_anthropic_request(
         out["system"] = system
     _copy_sampling(body, out)
     _copy_tools(body, out)
-    user = body.get("user")
-    if isinstance(user, str) and user:
+    user = _optional_text(body.get("user"), "user")
+    if user:
         out["metadata"] = {"user_id": user}
     if stream:
         out["stream"] = True
@@ -129,12 +145,72 @@ def _unsupported(param: str, message: str) -> GatewayError:
     return GatewayError(400, message, code="unsupported_parameter", param=param)
 
 
+def _invalid(param: str, message: str) -> GatewayError:
+    return GatewayError(400, message, code="invalid_request", param=param)
+
+
+_JSON_TYPE_NAMES = ((bool, "a boolean"), (int, "a number"), (float, "a number"),
+                    (str, "a string"), (list, "a list"), (dict, "an object"))
+
+
+def json_type_name(value: Any) -> str:
+    """How a caller would name ``value``'s JSON type: ``a string``, ``an object``, ``null``..."""
+    for kind, name in _JSON_TYPE_NAMES:
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _wrong_type(where: str, expected: str, value: Any) -> GatewayError:
+    return _invalid(where, f"{where} must be {expected}, not {json_type_name(value)}.")
+
+
+def _object(value: Any, where: str, expected: str = "an object") -> dict[str, Any]:
+    """``value`` if it is a JSON object, else a 400 naming ``where``."""
+    if not isinstance(value, dict):
+        raise _wrong_type(where, expected, value)
+    return value
+
+
+def _list(value: Any, where: str, expected: str = "a list") -> list[Any]:
+    """``value`` if it is a JSON array, else a 400 naming ``where``."""
+    if not isinstance(value, list):
+        raise _wrong_type(where, expected, value)
+    return value
+
+
+def _optional_text(value: Any, where: str) -> str:
+    """``value`` if it is a string, ``""`` if it is null or missing, else a 400 naming ``where``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _wrong_type(where, "a string", value)
+    return value
+
+
+def _name(value: Any, where: str) -> str:
+    """``value`` if it is a non-empty string (an id or a name), else a 400 naming ``where``."""
+    if not isinstance(value, str):
+        raise _wrong_type(where, "a non-empty string", value)
+    if not value:
+        raise _invalid(where, f"{where} must not be empty.")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _nonzero(value: Any) -> bool:
     return isinstance(value, (int, float)) and value != 0
 
 
 _REFUSED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("n", lambda v: isinstance(v, int) and v > 1,
+    ("n", lambda v: _is_number(v) and v > 1,
      "Anthropic models return one choice per request; send n=1 or leave n out."),
     ("logit_bias", bool, "Anthropic models do not support logit_bias; leave it out."),
     ("logprobs", bool, "Anthropic models do not return log probabilities; leave logprobs out."),
@@ -153,7 +229,7 @@ _REFUSED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("function_call", lambda v: v is not None,
      "The legacy 'function_call' field is not supported; use 'tool_choice'."),
     ("audio", lambda v: v is not None, "Anthropic models do not produce audio."),
-    ("modalities", lambda v: isinstance(v, list) and any(m != "text" for m in v),
+    ("modalities", lambda v: not isinstance(v, list) or any(m != "text" for m in v),
      "Anthropic models only produce text; send modalities: ['text'] or leave it out."),
     ("prediction", lambda v: v is not None, "Anthropic models do not support predicted outputs."),
     ("web_search_options", lambda v: v is not None,
@@ -170,23 +246,55 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
 
 
 def max_tokens_for(body: dict[str, Any], model: "ModelConfig") -> int:
-    """The request's token limit, else the model's configured one, else the default."""
+    """The request's token limit, else :data:`DEFAULT_MAX_TOKENS` capped by the model's limit.
+
+    The model's configured ``max_tokens`` is the most a caller may ask for, not
+    what to ask for when the caller says nothing. A limit that is not a whole
+    number of at least 1 is a 400 naming the field.
+    """
     for field in ("max_completion_tokens", "max_tokens"):
         value = body.get(field)
-        if isinstance(value, int) and value > 0:
-            return value
-    return model.max_tokens or DEFAULT_MAX_TOKENS
+        if value is not None:
+            return _token_limit(value, field)
+    return min(model.max_tokens, DEFAULT_MAX_TOKENS) if model.max_tokens else DEFAULT_MAX_TOKENS
+
+
+def _token_limit(value: Any, field: str) -> int:
+    """``value`` as a positive whole number of tokens (``256.0`` is ``256``), else a 400."""
+    if isinstance(value, float) and value.is_integer() and 1 <= value <= MAX_COUNT:
+        return int(value)
+    if _is_whole(value) and 1 <= value <= MAX_COUNT:
+        return value
+    given = value if _is_number(value) else json_type_name(value)
+    raise _invalid(field, f"{field} must be a whole number of tokens from 1 to {MAX_COUNT} "
+                   f"(such as 1024), not {given}; send one or leave {field} out.")
 
 
 def _copy_sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
-    for field in ("temperature", "top_p", "top_k"):
-        if body.get(field) is not None:
-            out[field] = body[field]
-    stop = body.get("stop")
-    if isinstance(stop, str) and stop:
-        out["stop_sequences"] = [stop]
-    elif isinstance(stop, list) and stop:
-        out["stop_sequences"] = list(stop)
+    for field in ("temperature", "top_p"):
+        value = body.get(field)
+        if value is not None and not _is_number(value):
+            raise _wrong_type(field, "a number", value)
+        if value is not None:
+            out[field] = value
+    top_k = body.get("top_k")
+    if top_k is not None and not _is_whole(top_k):
+        raise _wrong_type("top_k", "a whole number", top_k)
+    if top_k is not None:
+        out["top_k"] = top_k
+    stop = stop_sequences(body.get("stop"))
+    if stop:
+        out["stop_sequences"] = stop
+
+
+def stop_sequences(stop: Any) -> list[str]:
+    """Anthropic's ``stop_sequences`` for OpenAI's ``stop`` (a string or a list of strings)."""
+    if stop is None or isinstance(stop, str):
+        return [stop] if stop else []
+    for i, sequence in enumerate(_list(stop, "stop", "a string or a list of strings")):
+        if not isinstance(sequence, str):
+            raise _wrong_type(f"stop[{i}]", "a string", sequence)
+    return list(stop)
 
 
 # --------------------------------------------------------------- messages
@@ -198,7 +306,7 @@ def translate_messages(messages: list[Any]) -> tuple[str | None, list[dict[str, 
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
-        role = message.get("role")
+        role = _object(message, where, "a message object with a role").get("role")
         if role in ("system", "developer"):
             system.append(_system_text(message.get("content"), where))
         elif role == "user":
@@ -207,21 +315,46 @@ def translate_messages(messages: list[Any]) -> tuple[str | None, list[dict[str, 
             out.append({"role": "assistant", "content": _assistant_content(message, where)})
         elif role == "tool":
             _add_tool_result(out, message, where)
-        else:
-            raise _unsupported(f"{where}.role", f"Role '{role}' is not supported for Anthropic "
+        elif role == "function":
+            raise _unsupported(f"{where}.role", "Role 'function' is not supported for Anthropic "
                                "models; use 'tool' messages with tool_call_id.")
+        else:
+            raise _invalid(f"{where}.role", f"{where}.role must be one of 'system', 'developer', "
+                           f"'user', 'assistant' or 'tool', not {_described(role)}.")
     return "\n\n".join(text for text in system if text) or None, out
+
+
+def _described(value: Any) -> str:
+    """A short description of a caller's value for a message: ``'robot'``, ``a number``, ``null``."""
+    return repr(value) if isinstance(value, str) and len(value) <= 40 else json_type_name(value)
+
+
+def _parts(content: Any, where: str) -> list[Any]:
+    """A message's content parts; a 400 naming ``{where}.content`` if it is not a list."""
+    return _list(content, f"{where}.content", "a string or a list of content parts")
+
+
+def _text_content(content: Any, where: str) -> str:
+    """Content that is not a list of parts: a string, or ``""`` for null; else a 400."""
+    if content is not None and not isinstance(content, str):
+        raise _wrong_type(f"{where}.content", "a string, a list of content parts or null", content)
+    return content or ""
+
+
+def _part(part: Any, where: str) -> dict[str, Any]:
+    """One content part, which must be an object with a ``type``."""
+    return _object(part, where, "a content part object such as {\"type\": \"text\", \"text\": ...}")
 
 
 def _system_text(content: Any, where: str) -> str:
     if content is None or isinstance(content, str):
         return content or ""
     texts = []
-    for j, part in enumerate(content):
-        if part.get("type") != "text":
+    for j, part in enumerate(_parts(content, where)):
+        if _part(part, f"{where}.content[{j}]").get("type") != "text":
             raise _unsupported(f"{where}.content[{j}].type",
                                "System and developer messages may only contain text.")
-        texts.append(part.get("text") or "")
+        texts.append(_optional_text(part.get("text"), f"{where}.content[{j}].text"))
     return "\n\n".join(texts)
 
 
@@ -231,19 +364,25 @@ def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
     if content is None:
         raise GatewayError(400, "A user message needs content.", code="invalid_request",
                            param=f"{where}.content")
-    return [_content_block(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
+    return _content_blocks(content, where)
 
 
-def _content_block(part: dict[str, Any], where: str) -> dict[str, Any]:
-    kind = part.get("type")
+def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    """The Anthropic blocks for a list of content parts (``where`` names the message)."""
+    return [_content_block(part, f"{where}.content[{j}]")
+            for j, part in enumerate(_parts(content, where))]
+
+
+def _content_block(part: Any, where: str) -> dict[str, Any]:
+    kind = _part(part, where).get("type")
     if kind == "text":
-        return {"type": "text", "text": part.get("text") or ""}
+        return {"type": "text", "text": _optional_text(part.get("text"), f"{where}.text")}
     if kind == "refusal":
-        return {"type": "text", "text": part.get("refusal") or ""}
+        return {"type": "text", "text": _optional_text(part.get("refusal"), f"{where}.refusal")}
     if kind == "image_url":
         return image_block(part.get("image_url"), f"{where}.image_url.url")
-    raise _unsupported(f"{where}.type",
-                       f"Content parts of type '{kind}' are not supported for Anthropic models.")
+    raise _unsupported(f"{where}.type", f"Content parts of type {_described(kind)} are not "
+                       "supported for Anthropic models; send 'text' or 'image_url' parts.")
 
 
 def image_block(image_url: Any, where: str) -> dict[str, Any]:
@@ -263,31 +402,36 @@ def image_block(image_url: Any, where: str) -> dict[str, Any]:
 
 def _assistant_content(message: dict[str, Any], where: str) -> str | list[dict[str, Any]]:
     content = message.get("content")
-    tool_calls = message.get("tool_calls") or []
+    tool_calls = message.get("tool_calls")
+    tool_calls = [] if tool_calls is None else _list(
+        tool_calls, f"{where}.tool_calls", "a list of tool call objects")
+    if not isinstance(content, list):
+        content = _text_content(content, where)
     if not tool_calls and not isinstance(content, list):
-        return content or ""
+        return content
     blocks: list[dict[str, Any]] = []
     if isinstance(content, str) and content:
         blocks.append({"type": "text", "text": content})
     elif isinstance(content, list):
-        blocks.extend(
-            _content_block(part, f"{where}.content[{j}]") for j, part in enumerate(content)
-        )
+        blocks.extend(_content_blocks(content, where))
     blocks.extend(
         tool_use_block(call, f"{where}.tool_calls[{j}]") for j, call in enumerate(tool_calls)
     )
     return blocks
 
 
-def tool_use_block(call: dict[str, Any], where: str) -> dict[str, Any]:
-    """A ``tool_use`` block for one OpenAI assistant tool call."""
+def tool_use_block(call: Any, where: str) -> dict[str, Any]:
+    """A ``tool_use`` block for one OpenAI assistant tool call; a 400 naming the field if odd."""
+    call = _object(call, where, "a tool call object with id, type and function")
     if call.get("type", "function") != "function":
-        raise _unsupported(f"{where}.type", "Only function tool calls are supported.")
-    function = call.get("function") or {}
+        raise _unsupported(f"{where}.type", "Only function tool calls are supported; "
+                           "send type 'function'.")
+    function = _object(call.get("function"), f"{where}.function",
+                       "an object with the function's name and arguments")
     return {
         "type": "tool_use",
-        "id": call.get("id"),
-        "name": function.get("name"),
+        "id": _name(call.get("id"), f"{where}.id"),
+        "name": _name(function.get("name"), f"{where}.function.name"),
         "input": parse_arguments(function.get("arguments"), f"{where}.function.arguments"),
     }
 
@@ -312,11 +456,15 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
 def _add_tool_result(out: list[dict[str, Any]], message: dict[str, Any], where: str) -> None:
     tool_call_id = message.get("tool_call_id")
     if not tool_call_id:
-        raise GatewayError(400, "A tool message needs the tool_call_id it answers.",
-                           code="invalid_request", param=f"{where}.tool_call_id")
+        raise GatewayError(400, f"{where}.tool_call_id is missing: a tool message needs the "
+                           "tool_call_id it answers.", code="invalid_request",
+                           param=f"{where}.tool_call_id")
+    tool_call_id = _name(tool_call_id, f"{where}.tool_call_id")
     content = message.get("content")
     if isinstance(content, list):
-        content = [_content_block(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
+        content = _content_blocks(content, where)
+    else:
+        content = _text_content(content, where)
     block = {"type": "tool_result", "tool_use_id": tool_call_id, "content": content or ""}
     last = out[-1] if out else None
     if last is not None and last["role"] == "user" and _is_tool_results(last["content"]):
@@ -335,24 +483,34 @@ def _is_tool_results(content: Any) -> bool:
 
 
 def _copy_tools(body: dict[str, Any], out: dict[str, Any]) -> None:
-    tools = body.get("tools") or []
+    tools = body.get("tools")
+    tools = [] if tools is None else _list(tools, "tools", "a list of tool objects")
     if tools:
         out["tools"] = [tool_definition(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
-    choice = tool_choice_for(body.get("tool_choice"), body.get("parallel_tool_calls"), bool(tools))
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise _wrong_type("parallel_tool_calls", "true or false", parallel)
+    choice = tool_choice_for(body.get("tool_choice"), parallel, bool(tools))
     if choice is not None:
         out["tool_choice"] = choice
 
 
-def tool_definition(tool: dict[str, Any], where: str) -> dict[str, Any]:
-    """An Anthropic tool for one OpenAI ``function`` tool."""
+def tool_definition(tool: Any, where: str) -> dict[str, Any]:
+    """An Anthropic tool for one OpenAI ``function`` tool; a 400 naming the field if odd."""
+    tool = _object(tool, where, "a tool object such as {\"type\": \"function\", \"function\": ...}")
     if tool.get("type") != "function":
         raise _unsupported(f"{where}.type", "Only tools of type 'function' are supported "
                            "for Anthropic models.")
-    function = tool.get("function") or {}
-    out = {"name": function.get("name"),
-           "input_schema": function.get("parameters") or _EMPTY_SCHEMA}
-    if function.get("description"):
-        out["description"] = function["description"]
+    function = _object(tool.get("function"), f"{where}.function",
+                       "an object with the function's name, description and parameters")
+    parameters = function.get("parameters")
+    if parameters is not None:
+        _object(parameters, f"{where}.function.parameters", "a JSON Schema object")
+    out = {"name": _name(function.get("name"), f"{where}.function.name"),
+           "input_schema": parameters or _EMPTY_SCHEMA}
+    description = _optional_text(function.get("description"), f"{where}.function.description")
+    if description:
+        out["description"] = description
     return out
 
 
@@ -379,9 +537,9 @@ def _choice_type(choice: Any) -> dict[str, Any] | None:
     if simple:
         return {"type": simple}
     if isinstance(choice, dict) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
-        if isinstance(name, str) and name:
-            return {"type": "tool", "name": name}
+        function = _object(choice.get("function"), "tool_choice.function",
+                           "an object naming the tool, such as {\"name\": \"get_weather\"}")
+        return {"type": "tool", "name": _name(function.get("name"), "tool_choice.function.name")}
     raise _unsupported("tool_choice", "tool_choice must be 'auto', 'required', 'none' or "
                        "{\"type\": \"function\", \"function\": {\"name\": ...}}.")
 
@@ -390,16 +548,30 @@ def _choice_type(choice: Any) -> dict[str, Any] | None:
 
 
 def finish_reason(stop_reason: Any) -> str:
-    """OpenAI's ``finish_reason`` for Anthropic's ``stop_reason``."""
-    return FINISH_REASONS.get(stop_reason, "stop")
+    """OpenAI's ``finish_reason`` for Anthropic's ``stop_reason`` (``stop`` for anything unknown)."""
+    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def to_openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI ``usage`` for Anthropic's: cache reads and writes count as prompt tokens."""
-    cache_read = usage.get("cache_read_input_tokens") or 0
-    cache_write = usage.get("cache_creation_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + cache_read + cache_write
-    completion = usage.get("output_tokens") or 0
+def token_count(value: Any) -> int:
+    """``value`` if it is a believable token count (an integer from 0 to :data:`MAX_COUNT`), else 0."""
+    return value if _is_count(value) else 0
+
+
+def _is_count(value: Any) -> bool:
+    return _is_whole(value) and 0 <= value <= MAX_COUNT
+
+
+def to_openai_usage(usage: Any) -> dict[str, Any]:
+    """OpenAI ``usage`` for Anthropic's: cache reads and writes count as prompt tokens.
+
+    Counts that are missing or not believable integers count as 0; ``usage``
+    that is not an object counts as no usage at all.
+    """
+    counts = usage if isinstance(usage, dict) else {}
+    cache_read = token_count(counts.get("cache_read_input_tokens"))
+    cache_write = token_count(counts.get("cache_creation_input_tokens"))
+    prompt = token_count(counts.get("input_tokens")) + cache_read + cache_write
+    completion = token_count(counts.get("output_tokens"))
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -409,12 +581,21 @@ def to_openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_openai_response(doc: dict[str, Any], *, created: int | None = None) -> dict[str, Any]:
-    """The ``chat.completion`` for an Anthropic ``message`` answer."""
-    blocks = [block for block in doc.get("content") or [] if isinstance(block, dict)]
-    texts = [block.get("text") or "" for block in blocks if block.get("type") == "text"]
+    """The ``chat.completion`` for an Anthropic ``message`` answer.
+
+    Never raises: blocks that are not objects, texts that are not strings and
+    other odd fields are skipped (the adapter has already refused an answer
+    that is not a message at all).
+    """
+    doc = doc if isinstance(doc, dict) else {}
+    content = doc.get("content")
+    blocks = [block for block in content if isinstance(block, dict)] if isinstance(
+        content, list) else []
+    texts = [_text(block.get("text")) for block in blocks if block.get("type") == "text"]
     tool_calls = [
-        {"id": block.get("id"), "type": "function",
-         "function": {"name": block.get("name"), "arguments": _compact(block.get("input"))}}
+        {"id": _text_or_none(block.get("id")), "type": "function",
+         "function": {"name": _text_or_none(block.get("name")),
+                      "arguments": _compact(block.get("input"))}}
         for block in blocks if block.get("type") == "tool_use"
     ]
     message: dict[str, Any] = {
@@ -424,18 +605,43 @@ def to_openai_response(doc: dict[str, Any], *, created: int | None = None) -> di
     if tool_calls:
         message["tool_calls"] = tool_calls
     return {
-        "id": doc.get("id"),
+        "id": _text_or_none(doc.get("id")),
         "object": "chat.completion",
         "created": int(time.time()) if created is None else created,
-        "model": doc.get("model"),
+        "model": _text_or_none(doc.get("model")),
         "choices": [{"index": 0, "message": message,
                      "finish_reason": finish_reason(doc.get("stop_reason")), "logprobs": None}],
-        "usage": to_openai_usage(doc.get("usage") or {}),
+        "usage": to_openai_usage(doc.get("usage")),
     }
 
 
+def _text(value: Any) -> str:
+    """An upstream text: ``value`` if it is a string, else ``""``."""
+    return value if isinstance(value, str) else ""
+
+
+def _text_or_none(value: Any) -> str | None:
+    """An upstream id or name: ``value`` if it is a string, else ``None``."""
+    return value if isinstance(value, str) else None
+
+
+def _as_object(value: Any) -> dict[str, Any]:
+    """An upstream object: ``value`` if it is one, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def _block_index(event: dict[str, Any]) -> int:
+    """A stream event's content block ``index`` (``-1`` if missing or not an integer)."""
+    index = event.get("index")
+    return index if _is_whole(index) else -1
+
+
 def _compact(value: Any) -> str:
-    return orjson.dumps(value if value is not None else {}).decode()
+    """A tool's ``input`` as OpenAI's ``arguments`` string (``{}`` for anything not an object)."""
+    try:
+        return orjson.dumps(value if isinstance(value, dict) else {}).decode()
+    except orjson.JSONEncodeError:  # only for values no JSON parser produces (64-bit overflow)
+        return "{}"
 
 
 # ==================================================================== streams
@@ -460,8 +666,9 @@ class StreamTranslator:
         self._tool_index: dict[int, int] = {}
 
     def translate(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """The chunks one event produces (often none)."""
-        handler = self._HANDLERS.get(event.get("type"))
+        """The chunks one event produces (often none); odd events and fields are skipped."""
+        kind = event.get("type") if isinstance(event, dict) else None
+        handler = self._HANDLERS.get(kind) if isinstance(kind, str) else None
         return handler(self, event) if handler is not None else []
 
     def openai_usage(self) -> dict[str, Any]:
@@ -481,37 +688,40 @@ class StreamTranslator:
         return chunk
 
     def _message_start(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        message = event.get("message") or {}
-        self.id = message.get("id")
-        self.model = message.get("model")
+        message = _as_object(event.get("message"))
+        self.id = _text_or_none(message.get("id"))
+        self.model = _text_or_none(message.get("model"))
         self._take_usage(message.get("usage"))
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _block_start(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        block = event.get("content_block") or {}
-        if block.get("type") == "text" and block.get("text"):
+        block = _as_object(event.get("content_block"))
+        if block.get("type") == "text" and _text(block.get("text")):
             return [self._chunk({"content": block["text"]})]
         if block.get("type") != "tool_use":
             return []
-        index = self._tool_index.setdefault(event.get("index", -1), len(self._tool_index))
-        arguments = _compact(block["input"]) if block.get("input") else ""
-        call = {"index": index, "id": block.get("id"), "type": "function",
-                "function": {"name": block.get("name"), "arguments": arguments}}
+        index = self._tool_index.setdefault(_block_index(event), len(self._tool_index))
+        given = block.get("input")
+        arguments = _compact(given) if isinstance(given, dict) and given else ""
+        call = {"index": index, "id": _text_or_none(block.get("id")), "type": "function",
+                "function": {"name": _text_or_none(block.get("name")), "arguments": arguments}}
         return [self._chunk({"tool_calls": [call]})]
 
     def _block_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        delta = event.get("delta") or {}
-        if delta.get("type") == "text_delta" and delta.get("text"):
+        delta = _as_object(event.get("delta"))
+        if delta.get("type") == "text_delta" and _text(delta.get("text")):
             return [self._chunk({"content": delta["text"]})]
-        index = self._tool_index.get(event.get("index", -1))
-        piece_json = delta.get("partial_json") if delta.get("type") == "input_json_delta" else None
+        index = self._tool_index.get(_block_index(event))
+        is_json = delta.get("type") == "input_json_delta"
+        piece_json = _text(delta.get("partial_json")) if is_json else ""
         if piece_json and index is not None:
             piece = {"index": index, "function": {"arguments": piece_json}}
             return [self._chunk({"tool_calls": [piece]})]
         return []
 
     def _message_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
+        stop_reason = _as_object(event.get("delta")).get("stop_reason")
+        self.stop_reason = _text_or_none(stop_reason) or self.stop_reason
         self._take_usage(event.get("usage"))
         return []
 
@@ -527,7 +737,7 @@ class StreamTranslator:
     def _take_usage(self, usage: Any) -> None:
         """Counts are cumulative: a later report overwrites an earlier one."""
         if isinstance(usage, dict):
-            self.usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+            self.usage.update({k: v for k, v in usage.items() if _is_count(v)})
 
     _HANDLERS: dict[str, Callable[["StreamTranslator", dict[str, Any]], list[dict[str, Any]]]] = {
         "message_start": _message_start,
@@ -595,7 +805,7 @@ class AnthropicAdapter(HttpAdapter):
     def error_from(self, raw: bytes, doc: dict[str, Any]) -> UpstreamError:
         """The error for an Anthropic error document that came with HTTP 200."""
         kind = (doc.get("error") or {}).get("type") if isinstance(doc.get("error"), dict) else None
-        return upstream_http_error(self.name, ERROR_STATUS.get(kind, 500), raw)
+        return self.upstream_error(ERROR_STATUS.get(kind, 500) if isinstance(kind, str) else 500, raw)
 
     # ------------------------------------------------------------ streams
 
@@ -608,20 +818,18 @@ class AnthropicAdapter(HttpAdapter):
         self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
     ) -> AsyncIterator[list[bytes]]:
         translator = StreamTranslator(include_usage=call.include_usage)
-        parser = SSEParser()
-        pieces = resp.content.iter_any()
+        reader = self.event_reader(resp, call)
         try:
             with self.stream_failures():
                 while not translator.finished:
-                    piece = await anext(pieces, None)  # None: the stream ended; flush the parser
-                    events = parser.feed(piece) if piece is not None else parser.flush()
+                    events = await reader.next_events()
+                    if events is None:
+                        break
                     batch, failure = self._take_batch(events, translator, stream)
                     if batch:
                         yield batch
                     if failure is not None:
                         raise failure
-                    if piece is None:
-                        break
             if not translator.finished:
                 raise self.stream_cut()
         finally:
@@ -647,15 +855,16 @@ class AnthropicAdapter(HttpAdapter):
         """The chunk payloads for one SSE event; errors end the stream."""
         if not event.data:
             return []
+        data = self.redactor.scrub(event.data)
         try:
-            doc = orjson.loads(event.data)
+            doc = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise StreamInterrupted(self.bad_response(f"a stream event '{event.name}' that is not JSON")) from None
         if not isinstance(doc, dict):
             raise StreamInterrupted(self.bad_response(f"a stream event '{event.name}' that is not an object"))
         doc.setdefault("type", event.name)
         if doc["type"] == "error":
-            raise StreamInterrupted(self.error_from(event.data, doc))
+            raise StreamInterrupted(self.error_from(data, doc))
         chunks = translator.translate(doc)
         if translator.finished:
             stream.usage = translator.openai_usage()
