@@ -6,22 +6,23 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from proxy import handlers
-from proxy.access_log import access_log_middleware, add_gateway_headers
-from proxy.cache import ResponseCache
+from proxy.api.routes import add_routes
+from proxy.api.server import BIND_HOST
+from proxy.cache.store import RESPONSE_CACHE, ResponseCache
 from proxy.config import GatewayConfig
-from proxy.fallback import Resilience
-from proxy.keys import BIND_HOST, LIFECYCLE, OBSERVERS, POOL, RESILIENCE, RESPONSE_CACHE, STATE, WATCHER
-from proxy.lifecycle import Lifecycle
-from proxy.metrics import install_metrics
-from proxy.pipeline import pipeline_middleware
-from proxy.reload import ConfigWatcher
-from proxy.state import StateHolder, build_state
-from proxy.upstreams import UpstreamPool
+from proxy.config.reload import WATCHER, ConfigWatcher
+from proxy.lifecycle import LIFECYCLE, Lifecycle
+from proxy.observability.metrics import install_metrics
+from proxy.observability.observers import OBSERVERS
+from proxy.pipeline.access_log import access_log_middleware, add_gateway_headers
+from proxy.pipeline.middleware import pipeline_middleware
+from proxy.state import STATE, StateHolder, build_state
+from proxy.upstream.health import UPSTREAM_HEALTH, UpstreamHealth
+from proxy.upstream.pool import POOL, UpstreamPool
 
 PIPELINE = (
     access_log_middleware,  # request id, context, errors, the log line, metrics hook
-    pipeline_middleware,  # admission, auth, validation, routing, cache (proxy/pipeline.py)
+    pipeline_middleware,  # admission, auth, validation, routing, cache (proxy/pipeline/middleware.py)
 )
 
 
@@ -39,15 +40,12 @@ def create_app(
     app[OBSERVERS] = []
     app[WATCHER] = None
     app[LIFECYCLE] = Lifecycle()
-    resilience = Resilience()
-    resilience.configure(config.fallback)
-    app[RESILIENCE] = resilience
+    health = UpstreamHealth()
+    health.configure(config.fallback)
+    app[UPSTREAM_HEALTH] = health
     response_cache = ResponseCache()
     app[RESPONSE_CACHE] = response_cache
-    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
-    app.router.add_post("/v1/embeddings", handlers.embeddings)
-    app.router.add_get("/v1/models", handlers.list_models)
-    app.router.add_get("/health", handlers.health)
+    add_routes(app)
     app.on_response_prepare.append(add_gateway_headers)
 
     async def open_upstreams(app: web.Application) -> None:
@@ -58,7 +56,7 @@ def create_app(
         app[STATE] = holder
         if config_path is not None:
             def reloaded(new: GatewayConfig) -> None:
-                resilience.configure(new.fallback)
+                health.configure(new.fallback)
                 response_cache.configure(new.caching)
                 for observer in app[OBSERVERS]:
                     observer.config_reloaded(new, True)

@@ -22,8 +22,8 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import socket
+import sys
 import time
 from importlib import resources
 from typing import Any, Callable, Mapping
@@ -31,13 +31,15 @@ from typing import Any, Callable, Mapping
 from aiohttp import web
 
 from proxy import __version__
+from proxy.api.server import GatewayRunner
 from proxy.app import create_app
-from proxy.auth import unsafe_bind_reason
 from proxy.config import ConfigError, GatewayConfig, load_config, with_api_overrides
-from proxy.keys import LIFECYCLE, STATE, WATCHER
-from proxy.logs import log_event, setup_logging, stop_logging
-from proxy.metrics import start_supervisor_metrics
-from proxy.server import GatewayRunner
+from proxy.config.reload import WATCHER
+from proxy.lifecycle import LIFECYCLE
+from proxy.observability.logs import log_event, setup_logging, stop_logging
+from proxy.observability.metrics import start_supervisor_metrics
+from proxy.pipeline.auth import unsafe_bind_reason
+from proxy.state import STATE
 
 CONFIG_ENV = "LLM_GATEWAY_CONFIG"
 QUICK_DEATH_SECONDS = 2.0

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from proxy.routing import Route
+    from proxy.config import ModelConfig
+    from proxy.pipeline.routing import Route
     from proxy.state import GatewayState
 
 @dataclass(slots=True)
@@ -40,6 +41,10 @@ class RequestContext:
     fallback_from: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def use_model(self, model: "ModelConfig") -> None:
+        """The model the request is (now) for: the routed one, then the one that answered."""
+        self.provider, self.model = model.provider, model.name
 
     def mark_first_byte(self) -> None:
         """Record when the first byte of the answer went to the caller."""

@@ -1,7 +1,14 @@
-"""OpenAI-shaped errors: one exception type and the JSON body every error carries."""
+"""OpenAI-shaped errors: the gateway's error codes, one exception type, and the JSON body every error carries.
+
+:class:`ErrorCode` is the one list of the codes the gateway itself produces:
+the metrics' ``code`` label takes its values from it (any other code, such as
+an upstream's own, is counted as ``other``), and a test checks that the
+README's error table and every code raised in the code are on it.
+"""
 
 from __future__ import annotations
 
+import enum
 from typing import Mapping
 
 import orjson
@@ -24,6 +31,46 @@ _TYPE_BY_STATUS = {
     503: "service_unavailable",
     504: "timeout_error",
 }
+
+
+class ErrorCode(enum.StrEnum):
+    """Every error code the gateway produces (the ``code`` of ``{"error": {...}}``)."""
+
+    # the caller's request
+    INVALID_JSON = "invalid_json"
+    INVALID_REQUEST = "invalid_request"
+    MAX_TOKENS_EXCEEDED = "max_tokens_exceeded"
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"
+    UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
+    INVALID_IMAGE_URL = "invalid_image_url"
+    INVALID_TOOL_ARGUMENTS = "invalid_tool_arguments"
+    REQUEST_TOO_LARGE = "request_too_large"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    BAD_HTTP_REQUEST = "bad_http_request"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    MODEL_NOT_FOUND = "model_not_found"
+    # the caller's credentials
+    MISSING_API_KEY = "missing_api_key"
+    INVALID_API_KEY = "invalid_api_key"
+    # limits
+    RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
+    GATEWAY_OVERLOADED = "gateway_overloaded"
+    # upstreams
+    UPSTREAM_AUTH_FAILED = "upstream_auth_failed"
+    UPSTREAM_UNREACHABLE = "upstream_unreachable"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_STREAM_CUT = "upstream_stream_cut"
+    PROVIDER_UNCONFIGURED = "provider_unconfigured"
+    UPSTREAMS_EXHAUSTED = "upstreams_exhausted"
+    NO_HEALTHY_UPSTREAM = "no_healthy_upstream"
+    # the gateway itself
+    INTERNAL_ERROR = "internal_error"
+    GATEWAY_SHUTDOWN = "gateway_shutdown"
+    CLIENT_DISCONNECTED = "client_disconnected"  # only in the log line and metrics (status 499)
 
 
 def error_type_for(status: int) -> str:
@@ -78,12 +125,12 @@ def from_http_exception(exc: web.HTTPException) -> GatewayError:
     status = exc.status
     if status == 404:
         return GatewayError(404, "Unknown path. The gateway serves /v1/chat/completions, "
-                            "/v1/embeddings, /v1/models and /health.", code="not_found")
+                            "/v1/embeddings, /v1/models and /health.", code=ErrorCode.NOT_FOUND)
     if status == 405:
         allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
         headers = {"Allow": allowed} if allowed else None
         return GatewayError(405, f"Method not allowed here; use {allowed or 'another method'}.",
-                            code="method_not_allowed", headers=headers)
+                            code=ErrorCode.METHOD_NOT_ALLOWED, headers=headers)
     if status == 413:
-        return GatewayError(413, "Request body is too large.", code="request_too_large")
+        return GatewayError(413, "Request body is too large.", code=ErrorCode.REQUEST_TOO_LARGE)
     return GatewayError(status, exc.reason or "HTTP error", code=None)

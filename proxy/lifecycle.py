@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
+from aiohttp import web
+
 
 class Lifecycle:
     """The set of request tasks in flight and whether the gateway is shutting down."""
@@ -19,7 +21,7 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.in_flight: set[asyncio.Task[object]] = set()
-        self.admitted = 0  # model requests in flight (see proxy/admission.py)
+        self.admitted = 0  # model requests in flight (see proxy/pipeline/admission.py)
         self.shutting_down = False
 
     def enter(self) -> asyncio.Task[object] | None:
@@ -45,3 +47,6 @@ class Lifecycle:
         if pending:
             await asyncio.wait(pending, timeout=2.0)
         return len(pending)
+
+
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
+from aiohttp import web
+
 from proxy.config import GatewayConfig
 from proxy.providers import build_adapter
 from proxy.providers.base import ProviderAdapter
-from proxy.redaction import Redactor, header_secrets
-from proxy.upstreams import UpstreamPool
+from proxy.upstream.pool import UpstreamPool
+from proxy.upstream.redaction import Redactor, header_secrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +59,7 @@ class StateHolder:
     def replace(self, state: GatewayState) -> None:
         """Make ``state`` the snapshot new requests get."""
         self.current = state
+
+
+STATE = web.AppKey("state", StateHolder)
+"""The application's current snapshot holder."""

@@ -14,9 +14,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy import logs
 from proxy.app import create_app
 from proxy.config import parse_config
+from proxy.observability import logs
 from tests.fakes import FakeOpenAI
 from tests.process import GatewayProcess, write_config
 

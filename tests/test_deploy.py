@@ -23,8 +23,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from proxy.auth import unsafe_bind_reason
 from proxy.config import parse_config
+from proxy.pipeline.auth import unsafe_bind_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

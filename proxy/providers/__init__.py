@@ -8,9 +8,9 @@ from proxy.providers.anthropic import AnthropicAdapter
 from proxy.providers.azure import AzureOpenAIAdapter
 from proxy.providers.base import ProviderAdapter
 from proxy.providers.mock import MockAdapter
-from proxy.providers.openai import OpenAIAdapter
+from proxy.providers.openai import OpenAIAdapter, OpenAICompatibleAdapter
 from proxy.providers.openrouter import OpenRouterAdapter
-from proxy.redaction import NO_SECRETS, Redactor
+from proxy.upstream.redaction import NO_SECRETS, Redactor
 
 if TYPE_CHECKING:
     import aiohttp
@@ -18,13 +18,11 @@ if TYPE_CHECKING:
     from proxy.config import ApiConfig, ProviderConfig
 
 ADAPTERS: dict[str, type[ProviderAdapter]] = {
-    "openai": OpenAIAdapter,
-    "openai_compatible": OpenAIAdapter,
-    "openrouter": OpenRouterAdapter,
-    "azure": AzureOpenAIAdapter,
-    "mock": MockAdapter,
-    "anthropic": AnthropicAdapter,
+    adapter.type_name: adapter
+    for adapter in (OpenAIAdapter, AnthropicAdapter, OpenRouterAdapter, OpenAICompatibleAdapter,
+                    AzureOpenAIAdapter, MockAdapter)
 }
+"""Every provider type, by the name a config's ``type`` uses; each adapter states its type's facts."""
 
 
 def build_adapter(

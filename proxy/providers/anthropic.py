@@ -1,96 +1,35 @@
-"""Anthropic's Messages API (``type: anthropic``).
+"""Anthropic's Messages API (``type: anthropic``): the HTTP adapter.
 
 Callers speak OpenAI Chat Completions; this adapter sends each request to
 ``POST {base_url}/v1/messages`` with the provider's ``x-api-key`` (never the
-caller's credentials) and translates the answer, plain or streamed, back into
-OpenAI's shape. The translation itself lives in pure functions
-(:func:`to_anthropic_request`, :func:`to_openai_response`,
-:class:`StreamTranslator`) so it can be checked without any network.
-
-Request mapping:
-
-* ``system`` and ``developer`` messages are joined (blank line between) into
-  the top-level ``system`` string, wherever they appear in the conversation.
-* ``max_tokens`` is always sent: the request's ``max_completion_tokens`` or
-  ``max_tokens``, else :data:`DEFAULT_MAX_TOKENS` (4096), or the model's
-  configured ``max_tokens`` if that is lower. The configured value is a limit
-  on what callers may ask for, not a default: models are often configured
-  with their context size, which Anthropic refuses as an output limit.
-* ``stop`` becomes ``stop_sequences`` (a list); ``temperature``, ``top_p`` and
-  Anthropic's own ``top_k`` are passed on; ``user`` becomes
-  ``metadata.user_id``.
-* ``tools`` and ``tool_choice`` are translated; ``parallel_tool_calls: false``
-  becomes ``disable_parallel_tool_use``. Assistant ``tool_calls`` become
-  ``tool_use`` blocks and ``tool`` messages become ``tool_result`` blocks,
-  consecutive results sharing one ``user`` message.
-* Text parts and ``image_url`` parts (``data:`` URLs as base64 sources,
-  http(s) URLs as url sources) become content blocks.
-
-Refused with a 400 naming the field, because Anthropic cannot honour them:
-``n`` > 1, ``logit_bias``, ``logprobs``/``top_logprobs``, ``temperature`` > 1,
-non-zero ``presence_penalty``/``frequency_penalty``, a ``response_format``
-other than ``text``, ``audio`` output, ``prediction``,
-``web_search_options``, the legacy ``functions``/``function_call`` and the
-``function`` role, and content parts other than text and images.
-
-Dropped without effect: fields at their no-op value (``n: 1``,
-``logprobs: false``, zero penalties, ``response_format: {type: text}``,
-``parallel_tool_calls: true``), ``seed`` (best effort even at OpenAI),
-``stream_options`` (the gateway handles usage itself), the image ``detail``
-hint, message ``name`` fields, tools' ``strict`` flag and any field Anthropic
-does not know (Anthropic refuses unknown fields, so they are not forwarded).
-
-Malformed fields (a JSON value of the wrong type where the translation needs
-an object, a list, a string or a number, such as a text part whose ``text`` is
-a number) get a 400 with ``code: invalid_request`` and ``param`` naming the
-exact field (``messages[0].content[1].text``), never a 500.
-
-Answers and stream events are read defensively: blocks, counts and texts of
-the wrong type are skipped (a count that is not a non-negative integer counts
-as 0), so an odd upstream document never raises here; the adapter refuses an
-answer that is not a message as ``upstream_bad_response``.
+caller's credentials) and hands the answer back in OpenAI's shape. The
+translation itself lives in :mod:`proxy.formats.anthropic` as pure functions
+(request, answer and stream event mappings, documented there).
 
 Anthropic has no embeddings endpoint: embeddings requests get a 400.
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import Any, Mapping
 
-import aiohttp
 import orjson
 from multidict import CIMultiDict
 
-from proxy.errors import GatewayError
+from proxy.errors import ErrorCode, GatewayError
+from proxy.formats.anthropic.request import to_anthropic_request
+from proxy.formats.anthropic.response import to_openai_response
+from proxy.formats.anthropic.stream import StreamTranslator
+from proxy.formats.sse import Event
 from proxy.providers.base import (
     ChatStream,
     StreamInterrupted,
     UpstreamCall,
     UpstreamError,
 )
-from proxy.providers.http import HttpAdapter, finish_response
-from proxy.sse import Event
-
-if TYPE_CHECKING:
-    from proxy.config import ModelConfig
+from proxy.providers.http import HttpAdapter
 
 ANTHROPIC_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 4096
-"""``max_tokens`` sent when the request sets none (lowered to the model's configured limit)."""
-
-MAX_COUNT = 2**53
-"""Token counts above this (JavaScript's largest exact integer) are not believed: they count as 0."""
-
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
 
 # The HTTP status Anthropic uses for each error type, for errors that arrive
 # inside a 200 answer (a stream's ``error`` event).
@@ -106,653 +45,21 @@ ERROR_STATUS = {
     "overloaded_error": 529,
 }
 
-_EMPTY_SCHEMA = {"type": "object", "properties": {}}
-
-
-# ===================================================================== requests
-
-
-def to_anthropic_request(
-    body: dict[str, Any], model: "ModelConfig", *, stream: bool = False
-) -> dict[str, Any]:
-    """The Messages API body for an OpenAI Chat Completions ``body``.
-
-    Raises :class:`GatewayError` (400, ``param`` naming the field) for what
-    Anthropic cannot do. ``body`` is not modified.
-    """
-    refuse_unsupported(body)
-    given = body.get("messages")
-    system, messages = translate_messages(
-        [] if given is None else _list(given, "messages", "a list of message objects"))
-    out: dict[str, Any] = {
-        "model": model.upstream_model,
-        "max_tokens": max_tokens_for(body, model),
-        "messages": messages,
-    }
-    if system:
-        out["system"] = system
-    _copy_sampling(body, out)
-    _copy_tools(body, out)
-    user = _optional_text(body.get("user"), "user")
-    if user:
-        out["metadata"] = {"user_id": user}
-    if stream:
-        out["stream"] = True
-    return out
-
-
-def _unsupported(param: str, message: str) -> GatewayError:
-    return GatewayError(400, message, code="unsupported_parameter", param=param)
-
-
-def _invalid(param: str, message: str) -> GatewayError:
-    return GatewayError(400, message, code="invalid_request", param=param)
-
-
-_JSON_TYPE_NAMES = ((bool, "a boolean"), (int, "a number"), (float, "a number"),
-                    (str, "a string"), (list, "a list"), (dict, "an object"))
-
-
-def json_type_name(value: Any) -> str:
-    """How a caller would name ``value``'s JSON type: ``a string``, ``an object``, ``null``..."""
-    for kind, name in _JSON_TYPE_NAMES:
-        if isinstance(value, kind):
-            return name
-    return "null" if value is None else type(value).__name__
-
-
-def _wrong_type(where: str, expected: str, value: Any) -> GatewayError:
-    return _invalid(where, f"{where} must be {expected}, not {json_type_name(value)}.")
-
-
-def _object(value: Any, where: str, expected: str = "an object") -> dict[str, Any]:
-    """``value`` if it is a JSON object, else a 400 naming ``where``."""
-    if not isinstance(value, dict):
-        raise _wrong_type(where, expected, value)
-    return value
-
-
-def _list(value: Any, where: str, expected: str = "a list") -> list[Any]:
-    """``value`` if it is a JSON array, else a 400 naming ``where``."""
-    if not isinstance(value, list):
-        raise _wrong_type(where, expected, value)
-    return value
-
-
-def _optional_text(value: Any, where: str) -> str:
-    """``value`` if it is a string, ``""`` if it is null or missing, else a 400 naming ``where``."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _wrong_type(where, "a string", value)
-    return value
-
-
-def _name(value: Any, where: str) -> str:
-    """``value`` if it is a non-empty string (an id or a name), else a 400 naming ``where``."""
-    if not isinstance(value, str):
-        raise _wrong_type(where, "a non-empty string", value)
-    if not value:
-        raise _invalid(where, f"{where} must not be empty.")
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _nonzero(value: Any) -> bool:
-    return isinstance(value, (int, float)) and value != 0
-
-
-_REFUSED: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("n", lambda v: _is_number(v) and v > 1,
-     "Anthropic models return one choice per request; send n=1 or leave n out."),
-    ("logit_bias", bool, "Anthropic models do not support logit_bias; leave it out."),
-    ("logprobs", bool, "Anthropic models do not return log probabilities; leave logprobs out."),
-    ("top_logprobs", bool,
-     "Anthropic models do not return log probabilities; leave top_logprobs out."),
-    ("temperature", lambda v: isinstance(v, (int, float)) and v > 1,
-     "Anthropic models accept a temperature from 0 to 1; send 1 or less."),
-    ("presence_penalty", _nonzero,
-     "Anthropic models do not support presence_penalty; leave it out."),
-    ("frequency_penalty", _nonzero,
-     "Anthropic models do not support frequency_penalty; leave it out."),
-    ("response_format", lambda v: isinstance(v, dict) and v.get("type") not in (None, "text"),
-     "Anthropic models do not support response_format here; describe the format in the "
-     "prompt or use a tool instead."),
-    ("functions", bool, "The legacy 'functions' field is not supported; use 'tools'."),
-    ("function_call", lambda v: v is not None,
-     "The legacy 'function_call' field is not supported; use 'tool_choice'."),
-    ("audio", lambda v: v is not None, "Anthropic models do not produce audio."),
-    ("modalities", lambda v: not isinstance(v, list) or any(m != "text" for m in v),
-     "Anthropic models only produce text; send modalities: ['text'] or leave it out."),
-    ("prediction", lambda v: v is not None, "Anthropic models do not support predicted outputs."),
-    ("web_search_options", lambda v: v is not None,
-     "web_search_options is not supported for Anthropic models."),
-)
-
-
-def refuse_unsupported(body: dict[str, Any]) -> None:
-    """Raise a 400 for the first field Anthropic cannot honour."""
-    for field, refused, message in _REFUSED:
-        value = body.get(field)
-        if value is not None and refused(value):
-            raise _unsupported(field, message)
-
-
-def max_tokens_for(body: dict[str, Any], model: "ModelConfig") -> int:
-    """The request's token limit, else :data:`DEFAULT_MAX_TOKENS` capped by the model's limit.
-
-    The model's configured ``max_tokens`` is the most a caller may ask for, not
-    what to ask for when the caller says nothing. A limit that is not a whole
-    number of at least 1 is a 400 naming the field.
-    """
-    for field in ("max_completion_tokens", "max_tokens"):
-        value = body.get(field)
-        if value is not None:
-            return _token_limit(value, field)
-    return min(model.max_tokens, DEFAULT_MAX_TOKENS) if model.max_tokens else DEFAULT_MAX_TOKENS
-
-
-def _token_limit(value: Any, field: str) -> int:
-    """``value`` as a positive whole number of tokens (``256.0`` is ``256``), else a 400."""
-    if isinstance(value, float) and value.is_integer() and 1 <= value <= MAX_COUNT:
-        return int(value)
-    if _is_whole(value) and 1 <= value <= MAX_COUNT:
-        return value
-    given = value if _is_number(value) else json_type_name(value)
-    raise _invalid(field, f"{field} must be a whole number of tokens from 1 to {MAX_COUNT} "
-                   f"(such as 1024), not {given}; send one or leave {field} out.")
-
-
-def _copy_sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
-    for field in ("temperature", "top_p"):
-        value = body.get(field)
-        if value is not None and not _is_number(value):
-            raise _wrong_type(field, "a number", value)
-        if value is not None:
-            out[field] = value
-    top_k = body.get("top_k")
-    if top_k is not None and not _is_whole(top_k):
-        raise _wrong_type("top_k", "a whole number", top_k)
-    if top_k is not None:
-        out["top_k"] = top_k
-    stop = stop_sequences(body.get("stop"))
-    if stop:
-        out["stop_sequences"] = stop
-
-
-def stop_sequences(stop: Any) -> list[str]:
-    """Anthropic's ``stop_sequences`` for OpenAI's ``stop`` (a string or a list of strings)."""
-    if stop is None or isinstance(stop, str):
-        return [stop] if stop else []
-    for i, sequence in enumerate(_list(stop, "stop", "a string or a list of strings")):
-        if not isinstance(sequence, str):
-            raise _wrong_type(f"stop[{i}]", "a string", sequence)
-    return list(stop)
-
-
-# --------------------------------------------------------------- messages
-
-
-def translate_messages(messages: list[Any]) -> tuple[str | None, list[dict[str, Any]]]:
-    """The top-level ``system`` text and the Anthropic ``messages`` list."""
-    system: list[str] = []
-    out: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        role = _object(message, where, "a message object with a role").get("role")
-        if role in ("system", "developer"):
-            system.append(_system_text(message.get("content"), where))
-        elif role == "user":
-            out.append({"role": "user", "content": _user_content(message.get("content"), where)})
-        elif role == "assistant":
-            out.append({"role": "assistant", "content": _assistant_content(message, where)})
-        elif role == "tool":
-            _add_tool_result(out, message, where)
-        elif role == "function":
-            raise _unsupported(f"{where}.role", "Role 'function' is not supported for Anthropic "
-                               "models; use 'tool' messages with tool_call_id.")
-        else:
-            raise _invalid(f"{where}.role", f"{where}.role must be one of 'system', 'developer', "
-                           f"'user', 'assistant' or 'tool', not {_described(role)}.")
-    return "\n\n".join(text for text in system if text) or None, out
-
-
-def _described(value: Any) -> str:
-    """A short description of a caller's value for a message: ``'robot'``, ``a number``, ``null``."""
-    return repr(value) if isinstance(value, str) and len(value) <= 40 else json_type_name(value)
-
-
-def _parts(content: Any, where: str) -> list[Any]:
-    """A message's content parts; a 400 naming ``{where}.content`` if it is not a list."""
-    return _list(content, f"{where}.content", "a string or a list of content parts")
-
-
-def _text_content(content: Any, where: str) -> str:
-    """Content that is not a list of parts: a string, or ``""`` for null; else a 400."""
-    if content is not None and not isinstance(content, str):
-        raise _wrong_type(f"{where}.content", "a string, a list of content parts or null", content)
-    return content or ""
-
-
-def _part(part: Any, where: str) -> dict[str, Any]:
-    """One content part, which must be an object with a ``type``."""
-    return _object(part, where, "a content part object such as {\"type\": \"text\", \"text\": ...}")
-
-
-def _system_text(content: Any, where: str) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
-    for j, part in enumerate(_parts(content, where)):
-        if _part(part, f"{where}.content[{j}]").get("type") != "text":
-            raise _unsupported(f"{where}.content[{j}].type",
-                               "System and developer messages may only contain text.")
-        texts.append(_optional_text(part.get("text"), f"{where}.content[{j}].text"))
-    return "\n\n".join(texts)
-
-
-def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
-    if isinstance(content, str):
-        return content
-    if content is None:
-        raise GatewayError(400, "A user message needs content.", code="invalid_request",
-                           param=f"{where}.content")
-    return _content_blocks(content, where)
-
-
-def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    """The Anthropic blocks for a list of content parts (``where`` names the message)."""
-    return [_content_block(part, f"{where}.content[{j}]")
-            for j, part in enumerate(_parts(content, where))]
-
-
-def _content_block(part: Any, where: str) -> dict[str, Any]:
-    kind = _part(part, where).get("type")
-    if kind == "text":
-        return {"type": "text", "text": _optional_text(part.get("text"), f"{where}.text")}
-    if kind == "refusal":
-        return {"type": "text", "text": _optional_text(part.get("refusal"), f"{where}.refusal")}
-    if kind == "image_url":
-        return image_block(part.get("image_url"), f"{where}.image_url.url")
-    raise _unsupported(f"{where}.type", f"Content parts of type {_described(kind)} are not "
-                       "supported for Anthropic models; send 'text' or 'image_url' parts.")
-
-
-def image_block(image_url: Any, where: str) -> dict[str, Any]:
-    """An Anthropic image block for an OpenAI ``image_url`` (data: or http(s) URL)."""
-    url = image_url.get("url") if isinstance(image_url, dict) else image_url
-    if isinstance(url, str) and url.startswith(("http://", "https://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    if isinstance(url, str) and url.startswith("data:"):
-        header, sep, data = url[5:].partition(",")
-        params = header.split(";")
-        if sep and params[0] and "base64" in params[1:]:
-            return {"type": "image",
-                    "source": {"type": "base64", "media_type": params[0], "data": data}}
-    raise GatewayError(400, "An image must be an http(s) URL or a base64 data: URL "
-                       "such as data:image/png;base64,....", code="invalid_image_url", param=where)
-
-
-def _assistant_content(message: dict[str, Any], where: str) -> str | list[dict[str, Any]]:
-    content = message.get("content")
-    tool_calls = message.get("tool_calls")
-    tool_calls = [] if tool_calls is None else _list(
-        tool_calls, f"{where}.tool_calls", "a list of tool call objects")
-    if not isinstance(content, list):
-        content = _text_content(content, where)
-    if not tool_calls and not isinstance(content, list):
-        return content
-    blocks: list[dict[str, Any]] = []
-    if isinstance(content, str) and content:
-        blocks.append({"type": "text", "text": content})
-    elif isinstance(content, list):
-        blocks.extend(_content_blocks(content, where))
-    blocks.extend(
-        tool_use_block(call, f"{where}.tool_calls[{j}]") for j, call in enumerate(tool_calls)
-    )
-    return blocks
-
-
-def tool_use_block(call: Any, where: str) -> dict[str, Any]:
-    """A ``tool_use`` block for one OpenAI assistant tool call; a 400 naming the field if odd."""
-    call = _object(call, where, "a tool call object with id, type and function")
-    if call.get("type", "function") != "function":
-        raise _unsupported(f"{where}.type", "Only function tool calls are supported; "
-                           "send type 'function'.")
-    function = _object(call.get("function"), f"{where}.function",
-                       "an object with the function's name and arguments")
-    return {
-        "type": "tool_use",
-        "id": _name(call.get("id"), f"{where}.id"),
-        "name": _name(function.get("name"), f"{where}.function.name"),
-        "input": parse_arguments(function.get("arguments"), f"{where}.function.arguments"),
-    }
-
-
-def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
-    """A tool call's ``arguments`` (a JSON string) as an object; else a 400 naming ``where``."""
-    if isinstance(arguments, dict):
-        return arguments
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}
-    try:
-        value = orjson.loads(arguments) if isinstance(arguments, str) else None
-    except orjson.JSONDecodeError as exc:
-        raise GatewayError(400, f"{where} is not valid JSON: {exc}",
-                           code="invalid_tool_arguments", param=where) from None
-    if not isinstance(value, dict):
-        raise GatewayError(400, f"{where} must be a JSON object (a string holding one).",
-                           code="invalid_tool_arguments", param=where)
-    return value
-
-
-def _add_tool_result(out: list[dict[str, Any]], message: dict[str, Any], where: str) -> None:
-    tool_call_id = message.get("tool_call_id")
-    if not tool_call_id:
-        raise GatewayError(400, f"{where}.tool_call_id is missing: a tool message needs the "
-                           "tool_call_id it answers.", code="invalid_request",
-                           param=f"{where}.tool_call_id")
-    tool_call_id = _name(tool_call_id, f"{where}.tool_call_id")
-    content = message.get("content")
-    if isinstance(content, list):
-        content = _content_blocks(content, where)
-    else:
-        content = _text_content(content, where)
-    block = {"type": "tool_result", "tool_use_id": tool_call_id, "content": content or ""}
-    last = out[-1] if out else None
-    if last is not None and last["role"] == "user" and _is_tool_results(last["content"]):
-        last["content"].append(block)
-    else:
-        out.append({"role": "user", "content": [block]})
-
-
-def _is_tool_results(content: Any) -> bool:
-    return isinstance(content, list) and bool(content) and all(
-        block.get("type") == "tool_result" for block in content
-    )
-
-
-# ------------------------------------------------------------------ tools
-
-
-def _copy_tools(body: dict[str, Any], out: dict[str, Any]) -> None:
-    tools = body.get("tools")
-    tools = [] if tools is None else _list(tools, "tools", "a list of tool objects")
-    if tools:
-        out["tools"] = [tool_definition(tool, f"tools[{i}]") for i, tool in enumerate(tools)]
-    parallel = body.get("parallel_tool_calls")
-    if parallel is not None and not isinstance(parallel, bool):
-        raise _wrong_type("parallel_tool_calls", "true or false", parallel)
-    choice = tool_choice_for(body.get("tool_choice"), parallel, bool(tools))
-    if choice is not None:
-        out["tool_choice"] = choice
-
-
-def tool_definition(tool: Any, where: str) -> dict[str, Any]:
-    """An Anthropic tool for one OpenAI ``function`` tool; a 400 naming the field if odd."""
-    tool = _object(tool, where, "a tool object such as {\"type\": \"function\", \"function\": ...}")
-    if tool.get("type") != "function":
-        raise _unsupported(f"{where}.type", "Only tools of type 'function' are supported "
-                           "for Anthropic models.")
-    function = _object(tool.get("function"), f"{where}.function",
-                       "an object with the function's name, description and parameters")
-    parameters = function.get("parameters")
-    if parameters is not None:
-        _object(parameters, f"{where}.function.parameters", "a JSON Schema object")
-    out = {"name": _name(function.get("name"), f"{where}.function.name"),
-           "input_schema": parameters or _EMPTY_SCHEMA}
-    description = _optional_text(function.get("description"), f"{where}.function.description")
-    if description:
-        out["description"] = description
-    return out
-
-
-def tool_choice_for(choice: Any, parallel: Any, has_tools: bool) -> dict[str, Any] | None:
-    """Anthropic's ``tool_choice`` for OpenAI's ``tool_choice`` and ``parallel_tool_calls``."""
-    if not has_tools:
-        if choice in (None, "auto", "none"):
-            return None
-        raise GatewayError(400, "tool_choice needs tools to choose from; send tools too.",
-                           code="invalid_request", param="tool_choice")
-    result = _choice_type(choice)
-    if parallel is False:
-        result = result or {"type": "auto"}
-        if result["type"] != "none":
-            result["disable_parallel_tool_use"] = True
-    return result
-
-
-def _choice_type(choice: Any) -> dict[str, Any] | None:
-    if choice is None:
-        return None
-    simple = {"auto": "auto", "required": "any", "none": "none"}.get(choice) if isinstance(
-        choice, str) else None
-    if simple:
-        return {"type": simple}
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        function = _object(choice.get("function"), "tool_choice.function",
-                           "an object naming the tool, such as {\"name\": \"get_weather\"}")
-        return {"type": "tool", "name": _name(function.get("name"), "tool_choice.function.name")}
-    raise _unsupported("tool_choice", "tool_choice must be 'auto', 'required', 'none' or "
-                       "{\"type\": \"function\", \"function\": {\"name\": ...}}.")
-
-
-# ==================================================================== answers
-
-
-def finish_reason(stop_reason: Any) -> str:
-    """OpenAI's ``finish_reason`` for Anthropic's ``stop_reason`` (``stop`` for anything unknown)."""
-    return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
-
-
-def token_count(value: Any) -> int:
-    """``value`` if it is a believable token count (an integer from 0 to :data:`MAX_COUNT`), else 0."""
-    return value if _is_count(value) else 0
-
-
-def _is_count(value: Any) -> bool:
-    return _is_whole(value) and 0 <= value <= MAX_COUNT
-
-
-def to_openai_usage(usage: Any) -> dict[str, Any]:
-    """OpenAI ``usage`` for Anthropic's: cache reads and writes count as prompt tokens.
-
-    Counts that are missing or not believable integers count as 0; ``usage``
-    that is not an object counts as no usage at all.
-    """
-    counts = usage if isinstance(usage, dict) else {}
-    cache_read = token_count(counts.get("cache_read_input_tokens"))
-    cache_write = token_count(counts.get("cache_creation_input_tokens"))
-    prompt = token_count(counts.get("input_tokens")) + cache_read + cache_write
-    completion = token_count(counts.get("output_tokens"))
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cache_read},
-    }
-
-
-def to_openai_response(doc: dict[str, Any], *, created: int | None = None) -> dict[str, Any]:
-    """The ``chat.completion`` for an Anthropic ``message`` answer.
-
-    Never raises: blocks that are not objects, texts that are not strings and
-    other odd fields are skipped (the adapter has already refused an answer
-    that is not a message at all).
-    """
-    doc = doc if isinstance(doc, dict) else {}
-    content = doc.get("content")
-    blocks = [block for block in content if isinstance(block, dict)] if isinstance(
-        content, list) else []
-    texts = [_text(block.get("text")) for block in blocks if block.get("type") == "text"]
-    tool_calls = [
-        {"id": _text_or_none(block.get("id")), "type": "function",
-         "function": {"name": _text_or_none(block.get("name")),
-                      "arguments": _compact(block.get("input"))}}
-        for block in blocks if block.get("type") == "tool_use"
-    ]
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": None if tool_calls and not texts else "".join(texts),
-    }
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    return {
-        "id": _text_or_none(doc.get("id")),
-        "object": "chat.completion",
-        "created": int(time.time()) if created is None else created,
-        "model": _text_or_none(doc.get("model")),
-        "choices": [{"index": 0, "message": message,
-                     "finish_reason": finish_reason(doc.get("stop_reason")), "logprobs": None}],
-        "usage": to_openai_usage(doc.get("usage")),
-    }
-
-
-def _text(value: Any) -> str:
-    """An upstream text: ``value`` if it is a string, else ``""``."""
-    return value if isinstance(value, str) else ""
-
-
-def _text_or_none(value: Any) -> str | None:
-    """An upstream id or name: ``value`` if it is a string, else ``None``."""
-    return value if isinstance(value, str) else None
-
-
-def _as_object(value: Any) -> dict[str, Any]:
-    """An upstream object: ``value`` if it is one, else an empty one."""
-    return value if isinstance(value, dict) else {}
-
-
-def _block_index(event: dict[str, Any]) -> int:
-    """A stream event's content block ``index`` (``-1`` if missing or not an integer)."""
-    index = event.get("index")
-    return index if _is_whole(index) else -1
-
-
-def _compact(value: Any) -> str:
-    """A tool's ``input`` as OpenAI's ``arguments`` string (``{}`` for anything not an object)."""
-    try:
-        return orjson.dumps(value if isinstance(value, dict) else {}).decode()
-    except orjson.JSONEncodeError:  # only for values no JSON parser produces (64-bit overflow)
-        return "{}"
-
-
-# ==================================================================== streams
-
-
-class StreamTranslator:
-    """Anthropic stream events in, OpenAI ``chat.completion.chunk`` dicts out.
-
-    Pure: no I/O. Feed each event's parsed ``data`` to :meth:`translate`;
-    ``finished`` turns true on ``message_stop``, and :meth:`openai_usage` then
-    gives the final token counts. ``error`` events are the caller's to handle.
-    """
-
-    def __init__(self, include_usage: bool = False, created: int | None = None) -> None:
-        self.include_usage = include_usage
-        self.created = int(time.time()) if created is None else created
-        self.id: str | None = None
-        self.model: str | None = None
-        self.stop_reason: str | None = None
-        self.usage: dict[str, Any] = {}
-        self.finished = False
-        self._tool_index: dict[int, int] = {}
-
-    def translate(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """The chunks one event produces (often none); odd events and fields are skipped."""
-        kind = event.get("type") if isinstance(event, dict) else None
-        handler = self._HANDLERS.get(kind) if isinstance(kind, str) else None
-        return handler(self, event) if handler is not None else []
-
-    def openai_usage(self) -> dict[str, Any]:
-        """The usage reported so far, in OpenAI's shape."""
-        return to_openai_usage(self.usage)
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        chunk = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-        if self.include_usage:
-            chunk["usage"] = None
-        return chunk
-
-    def _message_start(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        message = _as_object(event.get("message"))
-        self.id = _text_or_none(message.get("id"))
-        self.model = _text_or_none(message.get("model"))
-        self._take_usage(message.get("usage"))
-        return [self._chunk({"role": "assistant", "content": ""})]
-
-    def _block_start(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        block = _as_object(event.get("content_block"))
-        if block.get("type") == "text" and _text(block.get("text")):
-            return [self._chunk({"content": block["text"]})]
-        if block.get("type") != "tool_use":
-            return []
-        index = self._tool_index.setdefault(_block_index(event), len(self._tool_index))
-        given = block.get("input")
-        arguments = _compact(given) if isinstance(given, dict) and given else ""
-        call = {"index": index, "id": _text_or_none(block.get("id")), "type": "function",
-                "function": {"name": _text_or_none(block.get("name")), "arguments": arguments}}
-        return [self._chunk({"tool_calls": [call]})]
-
-    def _block_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        delta = _as_object(event.get("delta"))
-        if delta.get("type") == "text_delta" and _text(delta.get("text")):
-            return [self._chunk({"content": delta["text"]})]
-        index = self._tool_index.get(_block_index(event))
-        is_json = delta.get("type") == "input_json_delta"
-        piece_json = _text(delta.get("partial_json")) if is_json else ""
-        if piece_json and index is not None:
-            piece = {"index": index, "function": {"arguments": piece_json}}
-            return [self._chunk({"tool_calls": [piece]})]
-        return []
-
-    def _message_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        stop_reason = _as_object(event.get("delta")).get("stop_reason")
-        self.stop_reason = _text_or_none(stop_reason) or self.stop_reason
-        self._take_usage(event.get("usage"))
-        return []
-
-    def _message_stop(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        self.finished = True
-        chunks = [self._chunk({}, finish_reason(self.stop_reason))]
-        if self.include_usage:
-            chunks.append({"id": self.id, "object": "chat.completion.chunk",
-                           "created": self.created, "model": self.model,
-                           "choices": [], "usage": self.openai_usage()})
-        return chunks
-
-    def _take_usage(self, usage: Any) -> None:
-        """Counts are cumulative: a later report overwrites an earlier one."""
-        if isinstance(usage, dict):
-            self.usage.update({k: v for k, v in usage.items() if _is_count(v)})
-
-    _HANDLERS: dict[str, Callable[["StreamTranslator", dict[str, Any]], list[dict[str, Any]]]] = {
-        "message_start": _message_start,
-        "content_block_start": _block_start,
-        "content_block_delta": _block_delta,
-        "message_delta": _message_delta,
-        "message_stop": _message_stop,
-    }
-
-
-# ==================================================================== adapter
-
 
 class AnthropicAdapter(HttpAdapter):
     """Adapter for Anthropic's Messages API."""
+
+    type_name = "anthropic"
+    default_base_url = "https://api.anthropic.com"
+
+    @classmethod
+    def config_problem(cls, body: Mapping[str, Any]) -> str | None:
+        """Anthropic accepts a temperature from 0 to 1 only."""
+        for name, settings in body.get("models", {}).items():
+            temperature = settings.get("temperature", 0)
+            if temperature > 1:
+                return f"models.{name}.temperature: Anthropic accepts 0 to 1, not {temperature}"
+        return None
 
     def request_headers(self, call: UpstreamCall) -> CIMultiDict[str]:
         """Headers for Anthropic: our key, never the caller's; configured headers win."""
@@ -779,7 +86,7 @@ class AnthropicAdapter(HttpAdapter):
             400,
             f"Provider '{self.name}' is Anthropic, which has no embeddings endpoint; "
             "choose an embeddings model from another provider.",
-            code="unsupported_endpoint",
+            code=ErrorCode.UNSUPPORTED_ENDPOINT,
             param="model",
         )
 
@@ -814,38 +121,20 @@ class AnthropicAdapter(HttpAdapter):
         payload = orjson.dumps(to_anthropic_request(call.body, call.model, stream=True))
         return await self.open_stream(self.messages_url(), payload, call)
 
-    async def read_chunks(
-        self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
-    ) -> AsyncIterator[list[bytes]]:
-        translator = StreamTranslator(include_usage=call.include_usage)
-        reader = self.event_reader(resp, call)
-        try:
-            with self.stream_failures():
-                while not translator.finished:
-                    events = await reader.next_events()
-                    if events is None:
-                        break
-                    batch, failure = self._take_batch(events, translator, stream)
-                    if batch:
-                        yield batch
-                    if failure is not None:
-                        raise failure
-            if not translator.finished:
-                raise self.stream_cut()
-        finally:
-            finish_response(resp, translator.finished)
+    def stream_progress(self, call: UpstreamCall) -> StreamTranslator:
+        """The translator of this stream's events (``finished`` on ``message_stop``)."""
+        return StreamTranslator(include_usage=call.include_usage)
 
-    def _take_batch(self, events: list[Event], translator: StreamTranslator, stream: ChatStream
-                    ) -> tuple[list[bytes], StreamInterrupted | None]:
-        """The OpenAI chunks of one read's events, and the failure that ended them (returned, not
-        raised, so that the chunks before it still reach the caller)."""
+    def take_batch(self, events: list[Event], call: UpstreamCall, stream: ChatStream,
+                   progress: StreamTranslator) -> tuple[list[bytes], StreamInterrupted | None]:
+        """The OpenAI chunks that one read's Anthropic events translate to."""
         batch: list[bytes] = []
         for event in events:
             try:
-                batch += self._on_event(event, translator, stream)
+                batch += self._on_event(event, progress, stream)
             except StreamInterrupted as exc:
                 return batch, exc
-            if translator.finished:
+            if progress.finished:
                 break
         return batch, None
 

@@ -6,6 +6,7 @@ model's ``upstream_model`` is the deployment name; ``api_version`` is required.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
 from urllib.parse import quote
 
 from proxy.providers.base import UpstreamCall
@@ -15,14 +16,19 @@ from proxy.providers.openai import OpenAIAdapter
 class AzureOpenAIAdapter(OpenAIAdapter):
     """Adapter for Azure OpenAI deployments."""
 
-    def request_headers(self, call: UpstreamCall) -> dict[str, str]:
+    type_name = "azure"
+    default_base_url = None
+
+    @classmethod
+    def config_problem(cls, body: Mapping[str, Any]) -> str | None:
+        """Azure needs the ``api-version`` of its REST API."""
+        if not body.get("api_version"):
+            return "api_version: an azure provider needs an api_version (e.g. 2024-10-21)"
+        return None
+
+    def key_header(self, key: str) -> dict[str, str]:
         """The key goes in ``api-key``, not ``Authorization``."""
-        headers = {"Content-Type": "application/json", "X-Request-Id": call.request_id}
-        key = self.key_for(call)
-        if key:
-            headers["api-key"] = key
-        headers.update(self.config.headers)
-        return headers
+        return {"api-key": key}
 
     def _deployment_url(self, call: UpstreamCall, operation: str) -> str:
         deployment = quote(call.model.upstream_model, safe="")

@@ -13,14 +13,13 @@ import email.utils
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Mapping
 
 import aiohttp
 import orjson
 
-from proxy.config import DEFAULT_MAX_RETRY_AFTER
-from proxy.errors import GatewayError
-from proxy.redaction import NO_SECRETS, Redactor
+from proxy.errors import ErrorCode, GatewayError
+from proxy.upstream.redaction import NO_SECRETS, Redactor
 
 if TYPE_CHECKING:
     from proxy.config import ApiConfig, ModelConfig, ProviderConfig
@@ -35,10 +34,6 @@ class UpstreamCall:
     request_id: str
     include_usage: bool = False
     api_key: str | None = None  # the upstream key picked for this attempt (rotation)
-
-    def timeout_or(self, default: float) -> float:
-        """The model's own timeout, else ``default``."""
-        return self.model.timeout or default
 
 
 class UpstreamError(GatewayError):
@@ -90,7 +85,23 @@ class ChatStream:
 
 
 class ProviderAdapter:
-    """Base class: one instance per configured provider per config snapshot."""
+    """Base class: one instance per configured provider per config snapshot.
+
+    Each adapter class also states the facts of its provider type, which the
+    config loader uses: :attr:`type_name` (the config's ``type``),
+    :attr:`default_base_url`, whether it :attr:`needs_key` and
+    :attr:`needs_base_url`, and :meth:`config_problem` for checks of its own.
+    """
+
+    type_name: ClassVar[str] = ""
+    default_base_url: ClassVar[str | None] = None
+    needs_key: ClassVar[bool] = True
+    needs_base_url: ClassVar[bool] = True
+
+    @classmethod
+    def config_problem(cls, body: Mapping[str, Any]) -> str | None:
+        """What is wrong with a provider section of this type, as ``field: why``; ``None`` if nothing."""
+        return None
 
     def __init__(
         self,
@@ -135,7 +146,7 @@ class ProviderAdapter:
         raise GatewayError(
             400,
             f"Provider '{self.name}' does not offer embeddings; choose an embeddings model.",
-            code="unsupported_endpoint",
+            code=ErrorCode.UNSUPPORTED_ENDPOINT,
             param="model",
         )
 
@@ -144,10 +155,10 @@ def connection_error(provider: str, exc: BaseException) -> UpstreamError:
     """The error for an upstream we could not reach or that timed out."""
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return UpstreamError(
-            504, f"Upstream '{provider}' did not answer in time.", code="upstream_timeout", retryable=True
+            504, f"Upstream '{provider}' did not answer in time.", code=ErrorCode.UPSTREAM_TIMEOUT, retryable=True
         )
     return UpstreamError(
-        502, f"Could not reach upstream '{provider}'.", code="upstream_unreachable", retryable=True
+        502, f"Could not reach upstream '{provider}'.", code=ErrorCode.UPSTREAM_UNREACHABLE, retryable=True
     )
 
 
@@ -156,7 +167,7 @@ _RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 
 def upstream_http_error(
     provider: str, status: int, body: bytes, retry_after: str | None = None,
-    *, max_wait: float = DEFAULT_MAX_RETRY_AFTER,
+    *, max_wait: float,
 ) -> UpstreamError:
     """Map an upstream's non-2xx answer to the error the caller should see.
 
@@ -176,29 +187,29 @@ def upstream_http_error(
             502,
             f"Upstream '{provider}' refused the gateway's credentials (HTTP {status}); "
             "this is a gateway configuration problem, not your key.",
-            code="upstream_auth_failed",
+            code=ErrorCode.UPSTREAM_AUTH_FAILED,
             retryable=False,
         )
     if status == 429:
         return UpstreamError(
             429,
             f"Upstream '{provider}' is rate limiting: {message or 'too many requests'}",
-            code=code or "rate_limit_exceeded",
+            code=code or ErrorCode.RATE_LIMIT_EXCEEDED,
             retryable=True,
             retry_after=wait,
             headers=headers,
         )
     if status in (408, 504):
         return UpstreamError(504, f"Upstream '{provider}' timed out (HTTP {status}).",
-                             code="upstream_timeout", retryable=True)
+                             code=ErrorCode.UPSTREAM_TIMEOUT, retryable=True)
     if status in (503, 529):
         return UpstreamError(503, f"Upstream '{provider}' is overloaded or unavailable "
                              f"(HTTP {status}): {message or 'no detail'}",
-                             code="upstream_unavailable", retryable=True, retry_after=wait,
+                             code=ErrorCode.UPSTREAM_UNAVAILABLE, retryable=True, retry_after=wait,
                              headers=headers)
     if status >= 500:
         return UpstreamError(502, f"Upstream '{provider}' failed (HTTP {status}): "
-                             f"{message or 'no detail'}", code="upstream_error", retryable=True)
+                             f"{message or 'no detail'}", code=ErrorCode.UPSTREAM_ERROR, retryable=True)
     return UpstreamError(
         status if 400 <= status < 500 else 502,
         message or f"Upstream '{provider}' answered HTTP {status}.",
@@ -212,7 +223,7 @@ def upstream_http_error(
 _MAX_RETRY_AFTER_CHARS = 64
 
 
-def retry_after_seconds(value: str | None, max_wait: float = DEFAULT_MAX_RETRY_AFTER) -> float | None:
+def retry_after_seconds(value: str | None, max_wait: float) -> float | None:
     """Seconds to wait from an upstream's ``Retry-After``, at most ``max_wait``.
 
     The value is delta-seconds (a finite, non-negative number; decimals are

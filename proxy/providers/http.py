@@ -16,6 +16,8 @@ from typing import Any, AsyncIterator, Iterator, Mapping
 
 import aiohttp
 
+from proxy.errors import ErrorCode
+from proxy.formats.sse import Event, SSEParser, SSEProtocolError
 from proxy.providers.base import (
     ChatStream,
     ProviderAdapter,
@@ -24,7 +26,6 @@ from proxy.providers.base import (
     UpstreamError,
     connection_error,
 )
-from proxy.sse import Event, SSEParser, SSEProtocolError
 
 
 class HttpAdapter(ProviderAdapter):
@@ -42,7 +43,7 @@ class HttpAdapter(ProviderAdapter):
         :class:`EventReader`, which bounds the wait for each complete event.
         """
         assert self.session is not None
-        limit = call.timeout_or(self.api.timeout)
+        limit = call.model.timeout_or(self.api.timeout)
         timeout = client_timeout(limit, self.api.connect_timeout, stream)
         try:
             if stream:
@@ -68,7 +69,7 @@ class HttpAdapter(ProviderAdapter):
 
     def event_reader(self, resp: aiohttp.ClientResponse, call: UpstreamCall) -> "EventReader":
         """An :class:`EventReader` over ``resp``'s body with this call's limits."""
-        return EventReader(resp.content, self.name, call.timeout_or(self.api.timeout),
+        return EventReader(resp.content, self.name, call.model.timeout_or(self.api.timeout),
                            self.api.max_stream_duration)
 
     async def open_stream(self, url: str, payload: bytes, call: UpstreamCall) -> ChatStream:
@@ -78,10 +79,42 @@ class HttpAdapter(ProviderAdapter):
         stream.chunks = self.read_chunks(resp, call, stream)
         return stream
 
-    def read_chunks(self, resp: aiohttp.ClientResponse, call: UpstreamCall,
-                    stream: ChatStream) -> AsyncIterator[list[bytes]]:
-        """Batches of OpenAI chunk payloads translated from ``resp``'s stream, one per network read
-        (each adapter its own)."""
+    async def read_chunks(self, resp: aiohttp.ClientResponse, call: UpstreamCall,
+                          stream: ChatStream) -> AsyncIterator[list[bytes]]:
+        """Batches of OpenAI chunk payloads from ``resp``'s event stream, one per network read.
+
+        The same loop for every adapter: each says how a read's events become
+        chunks (:meth:`take_batch`) and when its protocol says the stream is done.
+        """
+        reader = self.event_reader(resp, call)
+        progress = self.stream_progress(call)
+        try:
+            with self.stream_failures():
+                while not progress.finished:
+                    events = await reader.next_events()
+                    if events is None:
+                        break
+                    batch, failure = self.take_batch(events, call, stream, progress)
+                    if batch:
+                        yield batch
+                    if failure is not None:
+                        raise failure
+            if not progress.finished:
+                raise self.stream_cut()
+        finally:
+            finish_response(resp, progress.finished)
+
+    def stream_progress(self, call: UpstreamCall) -> "StreamProgress":
+        """What a stream keeps between reads (at least whether it is ``finished``)."""
+        return StreamProgress()
+
+    def take_batch(self, events: list[Event], call: UpstreamCall, stream: ChatStream,
+                   progress: Any) -> tuple[list[bytes], StreamInterrupted | None]:
+        """The chunk payloads of one read's events, and the failure that ended them.
+
+        A failure is returned rather than raised, so that the chunks before it
+        still reach the caller. Each adapter its own.
+        """
         raise NotImplementedError
 
     async def post_for_body(self, url: str, payload: bytes, call: UpstreamCall) -> bytes:
@@ -112,12 +145,21 @@ class HttpAdapter(ProviderAdapter):
         """The failure of a stream that ended before the upstream said it was done."""
         return StreamInterrupted(UpstreamError(
             502, f"Upstream '{self.name}' ended the stream before it finished.",
-            code="upstream_stream_cut", retryable=True))
+            code=ErrorCode.UPSTREAM_STREAM_CUT, retryable=True))
 
     def bad_response(self, what: str) -> UpstreamError:
         """The failure of an answer that breaks the upstream's protocol (worth a retry)."""
         return UpstreamError(502, f"Upstream '{self.name}' sent {what}.",
-                             code="upstream_bad_response", retryable=True)
+                             code=ErrorCode.UPSTREAM_BAD_RESPONSE, retryable=True)
+
+
+class StreamProgress:
+    """Whether an upstream's protocol has said its stream is done."""
+
+    __slots__ = ("finished",)
+
+    def __init__(self) -> None:
+        self.finished = False
 
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -186,7 +228,7 @@ class EventReader:
             what = "is still streaming at the gateway's limit on a stream's duration (api.max_stream_duration)"
         else:
             what = f"sent no complete stream event for {self._idle:g} s"
-        return UpstreamError(504, f"Upstream '{self._provider}' {what}.", code="upstream_timeout",
+        return UpstreamError(504, f"Upstream '{self._provider}' {what}.", code=ErrorCode.UPSTREAM_TIMEOUT,
                              retryable=True)
 
 

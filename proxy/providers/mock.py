@@ -22,7 +22,13 @@ from typing import Any, AsyncIterator
 
 import orjson
 
-from proxy.providers.base import ChatStream, ProviderAdapter, UpstreamCall, UpstreamError
+from proxy.errors import ErrorCode
+from proxy.providers.base import (
+    ChatStream,
+    ProviderAdapter,
+    UpstreamCall,
+    UpstreamError,
+)
 from proxy.providers.mock_values import example_object, example_value
 
 
@@ -40,13 +46,18 @@ def message_text(message: Any) -> str:
         return content
     if isinstance(content, list):
         return " ".join(
-            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+            part["text"] for part in content
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
         )
     return ""
 
 
 class MockAdapter(ProviderAdapter):
     """Answers chat and embeddings requests in-process."""
+
+    type_name = "mock"
+    needs_key = False
+    needs_base_url = False
 
     def status(self) -> str:
         """The mock is always available."""
@@ -296,7 +307,7 @@ def _tool_to_call(body: dict[str, Any], messages: list[Any]) -> dict[str, Any] |
             return tool
     names = ", ".join(t["function"]["name"] for t in tools)
     raise UpstreamError(400, f"Invalid value for 'tool_choice': function '{wanted}' is not among "
-                        f"the tools ({names}).", code="invalid_value", param="tool_choice",
+                        f"the tools ({names}).", code=ErrorCode.INVALID_REQUEST, param="tool_choice",
                         type="invalid_request_error", retryable=False)
 
 

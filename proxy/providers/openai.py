@@ -9,32 +9,37 @@ asked for it.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import Any
 
-import aiohttp
 import orjson
 
+from proxy.formats.sse import DONE, Event
 from proxy.providers.base import ChatStream, StreamInterrupted, UpstreamCall
-from proxy.providers.http import HttpAdapter, as_dict, finish_response
-from proxy.sse import DONE, Event
+from proxy.providers.http import HttpAdapter, StreamProgress, as_dict
 
 
 class OpenAIAdapter(HttpAdapter):
-    """Adapter for OpenAI's own API and OpenAI-compatible servers."""
+    """Adapter for OpenAI's own API."""
 
+    type_name = "openai"
+    default_base_url = "https://api.openai.com/v1"
     chat_path = "/chat/completions"
     embeddings_path = "/embeddings"
 
     # ------------------------------------------------------------ requests
 
     def request_headers(self, call: UpstreamCall) -> dict[str, str]:
-        """Headers for the upstream: our key, never the caller's."""
+        """Headers for the upstream: our key (as :meth:`key_header` says), never the caller's."""
         headers = {"Content-Type": "application/json", "X-Request-Id": call.request_id}
         key = self.key_for(call)
         if key:
-            headers["Authorization"] = f"Bearer {key}"
+            headers.update(self.key_header(key))
         headers.update(self.config.headers)
         return headers
+
+    def key_header(self, key: str) -> dict[str, str]:
+        """How the key travels: ``Authorization: Bearer`` for OpenAI's protocol."""
+        return {"Authorization": f"Bearer {key}"}
 
     def chat_url(self, call: UpstreamCall) -> str:
         """Where chat completions go."""
@@ -82,50 +87,27 @@ class OpenAIAdapter(HttpAdapter):
         """Open the upstream stream; fail with :class:`UpstreamError` if it cannot start."""
         return await self.open_stream(self.chat_url(call), orjson.dumps(self.chat_body(call, True)), call)
 
-    async def read_chunks(
-        self, resp: aiohttp.ClientResponse, call: UpstreamCall, stream: ChatStream
-    ) -> AsyncIterator[list[bytes]]:
-        reader = self.event_reader(resp, call)
-        finished = False
-        try:
-            with self.stream_failures():
-                while not finished:
-                    events = await reader.next_events()
-                    if events is None:
-                        break
-                    if len(events) == 1 and events[0].data != DONE:  # the usual read: one chunk
-                        chunk = self.handle_chunk(events[0].data, call, stream)
-                        if chunk is not None:
-                            yield [chunk]
-                        continue
-                    batch, finished, failure = self.take_batch(events, call, stream)
-                    if batch:
-                        yield batch
-                    if failure is not None:
-                        raise failure
-            if not finished:
-                raise self.stream_cut()
-        finally:
-            finish_response(resp, finished)
-
-    def take_batch(self, events: list[Event], call: UpstreamCall, stream: ChatStream
-                   ) -> tuple[list[bytes], bool, StreamInterrupted | None]:
-        """The chunks of one read's events, whether ``[DONE]`` came, and the failure that ended them.
-
-        A failure is returned rather than raised so that the chunks before it
-        still reach the caller.
-        """
+    def take_batch(self, events: list[Event], call: UpstreamCall, stream: ChatStream,
+                   progress: StreamProgress) -> tuple[list[bytes], StreamInterrupted | None]:
+        """The chunks of one read's events; ``[DONE]`` finishes the stream."""
+        if len(events) == 1 and events[0].data != DONE:  # the usual read: one chunk
+            try:
+                chunk = self.handle_chunk(events[0].data, call, stream)
+            except StreamInterrupted as exc:
+                return [], exc
+            return ([chunk] if chunk is not None else []), None
         batch: list[bytes] = []
         for event in events:
             if event.data == DONE:
-                return batch, True, None
+                progress.finished = True
+                return batch, None
             try:
                 chunk = self.handle_chunk(event.data, call, stream)
             except StreamInterrupted as exc:
-                return batch, False, exc
+                return batch, exc
             if chunk is not None:
                 batch.append(chunk)
-        return batch, False, None
+        return batch, None
 
     def handle_chunk(self, data: bytes, call: UpstreamCall, stream: ChatStream) -> bytes | None:
         """Inspect one upstream chunk: redact secrets, keep usage, surface errors, drop unasked usage chunks."""
@@ -148,3 +130,11 @@ def _loads_or_none(data: bytes) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
+
+
+class OpenAICompatibleAdapter(OpenAIAdapter):
+    """Any server that speaks OpenAI's API (vLLM, llama.cpp, Ollama, LM Studio, TGI): key optional."""
+
+    type_name = "openai_compatible"
+    default_base_url = None
+    needs_key = False

@@ -16,6 +16,9 @@ from proxy.providers.openai import OpenAIAdapter
 class OpenRouterAdapter(OpenAIAdapter):
     """Adapter for OpenRouter's OpenAI-compatible API."""
 
+    type_name = "openrouter"
+    default_base_url = "https://openrouter.ai/api/v1"
+
     def request_headers(self, call: UpstreamCall) -> dict[str, str]:
         """OpenAI's headers plus ``HTTP-Referer`` and ``X-Title`` when configured."""
         headers = super().request_headers(call)

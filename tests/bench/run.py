@@ -24,7 +24,14 @@ from tests.bench import phases, report, wrk
 from tests.bench.drive import Driver
 from tests.bench.plan import FULL, QUICK
 from tests.bench.procs import Procs, raise_nofile_limit
-from tests.bench.servers import API_KEY, MODEL, check_layers, start_floor, start_gateway, start_upstream
+from tests.bench.servers import (
+    API_KEY,
+    MODEL,
+    check_layers,
+    start_floor,
+    start_gateway,
+    start_upstream,
+)
 
 
 class Aborted(Exception):

@@ -1,0 +1,111 @@
+"""The response cache stage: look answers up after routing, store complete ones.
+
+The key is a SHA-256 over the canonical request: the tenant scope, the
+endpoint, the resolved provider and upstream model, and the body with every
+field that can change the answer (everything but ``stream`` and
+``stream_options``). The scope (``caching.scope``) is the caller's key name
+(``key``, the default), its team (``team``) or nothing (``global``), so one
+tenant never reads another's answer unless the operator says so.
+
+Only complete, successful answers from the routed model itself are stored:
+never an error, a stream that broke, or a fallback's answer. Streamed answers
+are assembled as they pass and stored once the stream finished cleanly; a
+cached answer is replayed as a stream to a streaming caller.
+
+``Cache-Control: no-cache`` skips the lookup, ``no-store`` skips the store.
+Every chat and embeddings answer says ``x-cache: HIT``, ``MISS`` or ``BYPASS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.cache.store import RESPONSE_CACHE
+from proxy.context import RequestContext
+from proxy.formats.sse import DONE_EVENT, STREAM_HEADERS, data_event
+from proxy.formats.stream_assembly import include_usage_requested, replay_chunks
+
+HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
+CACHE_HEADER = "X-Cache"
+_NOT_IN_KEY = frozenset({"stream", "stream_options"})
+
+
+def scope_of(ctx: RequestContext, scope: str) -> str:
+    """The tenant a cache entry belongs to."""
+    if scope == "global":
+        return "global"
+    if scope == "team" and ctx.team:
+        return "team:" + ctx.team
+    return "key:" + (ctx.caller or "anonymous")
+
+
+def cache_key(ctx: RequestContext, scope: str) -> str:
+    """SHA-256 of the canonical request; see the module docstring for what goes in."""
+    assert ctx.route is not None and ctx.body is not None
+    model = ctx.route.model
+    material = {
+        "scope": scope_of(ctx, scope),
+        "endpoint": ctx.endpoint,
+        "provider": model.provider,
+        "model": model.upstream_model,
+        "body": {k: v for k, v in ctx.body.items() if k not in _NOT_IN_KEY},
+    }
+    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def cache_directives(request: web.Request) -> frozenset[str]:
+    """The request's ``Cache-Control`` directives, lower-cased."""
+    header = request.headers.get("Cache-Control")
+    if not header:
+        return frozenset()
+    return frozenset(part.strip().lower() for part in header.split(","))
+
+
+async def answer_from_cache(request: web.Request, ctx: RequestContext) -> web.StreamResponse | None:
+    """The cached answer, if there is one; otherwise mark the request so forwarding stores its answer."""
+    cache = request.app[RESPONSE_CACHE]
+    if not cache.usable():
+        ctx.cache = BYPASS
+        return None
+    directives = cache_directives(request)
+    key = cache_key(ctx, cache.settings.scope)  # type: ignore[union-attr]
+    if "no-store" not in directives:
+        ctx.cache_key = key
+    if "no-cache" in directives:
+        ctx.cache = BYPASS
+        return None
+    stored = await cache.get(key)
+    if stored is None:
+        ctx.cache = MISS if cache.usable() else BYPASS
+        return None
+    ctx.cache = HIT
+    ctx.cache_key = None
+    return await serve_hit(request, ctx, stored)
+
+
+async def serve_hit(request: web.Request, ctx: RequestContext, stored: bytes) -> web.StreamResponse:
+    """Answer from ``stored``: as it is, or replayed as a stream."""
+    assert ctx.route is not None
+    ctx.use_model(ctx.route.model)
+    if not ctx.stream or ctx.endpoint != "chat":
+        return web.Response(body=stored, content_type="application/json")
+    answer: dict[str, Any] = orjson.loads(stored)
+    include_usage = include_usage_requested(ctx.body or {})
+    response = web.StreamResponse(headers=STREAM_HEADERS)
+    await response.prepare(request)
+    ctx.mark_first_byte()
+    for chunk in replay_chunks(answer, include_usage):
+        await response.write(data_event(chunk))
+    await response.write(DONE_EVENT)
+    await response.write_eof()
+    return response
+
+
+def store_answer(request: web.Request, ctx: RequestContext, body: bytes) -> None:
+    """Store a complete answer if this request is meant to be stored and the routed model gave it."""
+    if ctx.cache_key is not None and ctx.fallback_from is None:
+        request.app[RESPONSE_CACHE].store(ctx.cache_key, body)

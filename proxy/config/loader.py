@@ -1,0 +1,290 @@
+"""Load the JSON config file: expand ``${VAR}``, validate, resolve references, freeze.
+
+The result is an immutable :class:`~proxy.config.model.GatewayConfig`. What
+each provider type needs (its default base URL, whether it needs a key, its
+own checks) comes from the provider adapters (:mod:`proxy.providers`). Every error
+raised while loading is a :class:`ConfigError` whose message names the JSON
+path of the offending value and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from importlib import resources
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import jsonschema
+import orjson
+
+from proxy.config.model import (
+    ApiConfig,
+    AuthConfig,
+    AuthKey,
+    CachingConfig,
+    ConfigError,
+    FallbackConfig,
+    GatewayConfig,
+    MockSettings,
+    ModelConfig,
+    MonitoringConfig,
+    ProviderConfig,
+    RoutingConfig,
+    RoutingRule,
+)
+from proxy.providers import ADAPTERS
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read, expand, validate and freeze the configuration file at ``path``."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    return parse_config(raw, environ=environ, source=str(path))
+
+
+def parse_config(
+    raw: bytes | str | Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    source: str | None = None,
+) -> GatewayConfig:
+    """Build a :class:`GatewayConfig` from JSON text or an already parsed mapping."""
+    if isinstance(raw, (bytes, str)):
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+    else:
+        document = raw
+    unset: dict[str, str] = {}
+    document = _expand_env(document, os.environ if environ is None else environ, "$", unset)
+    _validate_schema(document)
+    return _build(document, unset, source)
+
+
+def _expand_env(value: Any, environ: Mapping[str, str], path: str, unset: dict[str, str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string, recording unset names by path."""
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ and environ[name] != "":
+                return environ[name]
+            if default is not None:
+                return default
+            unset[path] = name
+            return ""
+
+        return _ENV_PATTERN.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, environ, f"{path}.{k}", unset) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, environ, f"{path}[{i}]", unset) for i, v in enumerate(value)]
+    return value
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("proxy").joinpath("schemas/config.schema.json").read_bytes()
+    return orjson.loads(text)
+
+
+_CONFIG_VALIDATOR = jsonschema.Draft202012Validator(_schema())
+
+
+def _validate_schema(document: Any) -> None:
+    errors = sorted(_CONFIG_VALIDATOR.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    lines = [f"{error.json_path}: {_describe(error)}" for error in errors[:10]]
+    raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown field")
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        return "give exactly one of 'key' or 'key_sha256'"
+    return error.message
+
+
+def _build(doc: dict[str, Any], unset: dict[str, str], source: str | None) -> GatewayConfig:
+    api = ApiConfig(**doc.get("api", {}))
+    providers = MappingProxyType(
+        {name: _build_provider(name, body, unset) for name, body in doc["providers"].items()}
+    )
+    _reject_unset(unset)
+    models_by_name: dict[str, list[ModelConfig]] = {}
+    for provider in providers.values():
+        for model in provider.models.values():
+            models_by_name.setdefault(model.name, []).append(model)
+    frozen_index = MappingProxyType({k: tuple(v) for k, v in models_by_name.items()})
+    partial = GatewayConfig(
+        api=api,
+        providers=providers,
+        routing=RoutingConfig(default_model=ModelConfig("", "", ""), rules=MappingProxyType({})),
+        caching=CachingConfig(**doc.get("caching", {})),
+        fallback=FallbackConfig(),
+        monitoring=_build_monitoring(doc.get("monitoring", {})),
+        auth=_build_auth(doc.get("auth", {})),
+        models_by_name=frozen_index,
+        source=source,
+    )
+    routing = _build_routing(doc["routing"], partial)
+    fallback = _build_fallback(doc.get("fallback", {}), partial)
+    return GatewayConfig(
+        api=api,
+        providers=providers,
+        routing=routing,
+        caching=partial.caching,
+        fallback=fallback,
+        monitoring=partial.monitoring,
+        auth=partial.auth,
+        models_by_name=frozen_index,
+        source=source,
+    )
+
+
+def _reject_unset(unset: dict[str, str]) -> None:
+    """Only a provider's ``api_key`` may name an unset variable (the provider is then unconfigured)."""
+    fatal = {p: v for p, v in unset.items()
+             if not re.fullmatch(r"\$\.providers\.[^.]+\.(api_key|api_keys\[\d+\])", p)}
+    if fatal:
+        lines = [f"{p}: environment variable {v} is not set" for p, v in sorted(fatal.items())]
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+
+
+def _build_provider(name: str, body: dict[str, Any], unset: dict[str, str]) -> ProviderConfig:
+    kind = body.get("type", name)
+    path = f"$.providers.{name}"
+    adapter = ADAPTERS.get(kind)
+    if adapter is None:
+        raise ConfigError(f"{path}.type: provider '{name}' needs a 'type' (one of {', '.join(ADAPTERS)})")
+    problem = adapter.config_problem(body)
+    if problem is not None:
+        raise ConfigError(f"{path}.{problem}")
+    base_url = body.get("base_url") or adapter.default_base_url
+    if not base_url and adapter.needs_base_url:
+        raise ConfigError(f"{path}.base_url: a provider of type '{kind}' needs a base_url")
+    models = MappingProxyType(
+        {
+            model_name: ModelConfig(
+                name=model_name,
+                provider=name,
+                upstream_model=settings.get("upstream_model", model_name),
+                max_tokens=settings.get("max_tokens"),
+                temperature=settings.get("temperature"),
+                timeout=settings.get("timeout"),
+                weight=settings.get("weight", 1.0),
+            )
+            for model_name, settings in body["models"].items()
+        }
+    )
+    return ProviderConfig(
+        name=name,
+        type=kind,
+        base_url=(base_url or f"{kind}://").rstrip("/"),
+        models=models,
+        api_keys=tuple(k for k in [body.get("api_key"), *body.get("api_keys", [])] if k),
+        headers=MappingProxyType(dict(body.get("headers", {}))),
+        mock=MockSettings(**body.get("mock", {})),
+        api_version=body.get("api_version"),
+        http_referer=body.get("http_referer") or None,
+        x_title=body.get("x_title") or None,
+        requires_key=adapter.needs_key,
+    )
+
+
+def _resolve_reference(cfg: GatewayConfig, provider: str | None, model: str, path: str) -> ModelConfig:
+    if provider is not None:
+        if provider not in cfg.providers:
+            raise ConfigError(f"{path}: provider '{provider}' is not configured")
+        found = cfg.providers[provider].models.get(model)
+        if found is None:
+            raise ConfigError(f"{path}: provider '{provider}' has no model '{model}'")
+        return found
+    candidates = cfg.find_models(model)
+    if not candidates:
+        raise ConfigError(f"{path}: model '{model}' is not configured under any provider")
+    return candidates[0]
+
+
+def _build_routing(body: dict[str, Any], cfg: GatewayConfig) -> RoutingConfig:
+    default = _resolve_reference(
+        cfg, body.get("default_provider"), body["default_model"], "$.routing.default_model"
+    )
+    rules: dict[str, RoutingRule] = {}
+    for i, rule in enumerate(body.get("routing_rules", [])):
+        path = f"$.routing.routing_rules[{i}]"
+        if rule["task_type"] in rules:
+            raise ConfigError(f"{path}.task_type: '{rule['task_type']}' already has a rule")
+        model = _resolve_reference(cfg, rule.get("provider"), rule["model"], f"{path}.model")
+        rules[rule["task_type"]] = RoutingRule(rule["task_type"], model)
+    return RoutingConfig(default_model=default, rules=MappingProxyType(rules))
+
+
+def _resolve_qualified(cfg: GatewayConfig, name: str, path: str) -> ModelConfig:
+    provider, sep, model = name.partition("/")
+    if sep and provider in cfg.providers and model in cfg.providers[provider].models:
+        return cfg.providers[provider].models[model]
+    candidates = cfg.models_by_name.get(name)
+    if candidates:
+        return candidates[0]
+    raise ConfigError(f"{path}: '{name}' names no configured model (use 'provider/model')")
+
+
+def _build_fallback(body: dict[str, Any], cfg: GatewayConfig) -> FallbackConfig:
+    chains: dict[str, tuple[ModelConfig, ...]] = {}
+    for name, targets in body.get("fallback_map", {}).items():
+        path = f"$.fallback.fallback_map['{name}']"
+        source = _resolve_qualified(cfg, name, path)
+        chains[source.qualified_name] = tuple(
+            _resolve_qualified(cfg, target, f"{path}[{i}]") for i, target in enumerate(targets)
+        )
+    breaker = body.get("circuit_breaker", {})
+    return FallbackConfig(
+        enabled=body.get("enabled", False),
+        max_retries=body.get("max_retries", 0),
+        retry_delay=body.get("retry_delay", 1.0),
+        max_retry_delay=body.get("max_retry_delay", 10.0),
+        failure_threshold=breaker.get("failure_threshold", 5),
+        cooldown=breaker.get("cooldown", 30.0),
+        fallback_map=MappingProxyType(chains),
+    )
+
+
+def _build_monitoring(body: dict[str, Any]) -> MonitoringConfig:
+    settings = dict(body)
+    if "log_level" in settings:
+        settings["log_level"] = settings["log_level"].upper()
+    return MonitoringConfig(**settings)
+
+
+def _build_auth(body: dict[str, Any]) -> AuthConfig:
+    keys: list[AuthKey] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(body.get("keys", [])):
+        path = f"$.auth.keys[{i}]"
+        if entry["name"] in seen:
+            raise ConfigError(f"{path}.name: key name '{entry['name']}' is used twice")
+        seen.add(entry["name"])
+        if "key_sha256" in entry:
+            digest = bytes.fromhex(entry["key_sha256"])
+        else:
+            if not entry["key"]:
+                raise ConfigError(f"{path}.key: the key is empty")
+            digest = hashlib.sha256(entry["key"].encode()).digest()
+        keys.append(AuthKey(entry["name"], digest, entry.get("team")))
+    explicitly_disabled = body.get("enabled") is False
+    enabled = not explicitly_disabled and bool(keys)
+    if body.get("enabled") is True and not keys:
+        raise ConfigError("$.auth.keys: auth is enabled but no keys are listed")
+    return AuthConfig(enabled=enabled, explicitly_disabled=explicitly_disabled, keys=tuple(keys))

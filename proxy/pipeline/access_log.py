@@ -1,0 +1,152 @@
+"""Outermost stage: give each request its id and context, turn failures into
+OpenAI-shaped errors, and write the one JSON log line per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from aiohttp import web
+
+from proxy.context import CONTEXT_KEY, RequestContext
+from proxy.errors import ErrorCode, GatewayError, from_http_exception
+from proxy.lifecycle import LIFECYCLE
+from proxy.observability.logs import (
+    error_summary,
+    is_enabled,
+    log_event,
+    timestamp,
+    write_line,
+)
+from proxy.observability.observers import OBSERVERS
+from proxy.pipeline.header_values import header_text
+from proxy.state import STATE
+
+REQUEST_ID_HEADER = "X-Request-Id"
+AGENT_HEADER = "X-Agent"
+_MAX_REQUEST_ID = 200
+_PID = os.getpid()
+
+
+def request_id_for(request: web.Request) -> str:
+    """The caller's ``X-Request-Id`` if it is sane, else a new one."""
+    given = request.headers.get(REQUEST_ID_HEADER)
+    if given and len(given) <= _MAX_REQUEST_ID and given.isprintable() and given.isascii():
+        return given
+    return os.urandom(16).hex()
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Run the rest of the pipeline and account for how it ended."""
+    ctx = RequestContext(request_id=request_id_for(request), state=request.app[STATE].current)
+    ctx.endpoint = getattr(request.match_info.handler, "endpoint", None)
+    ctx.agent = header_text(request.headers.get(AGENT_HEADER), _MAX_REQUEST_ID)
+    request[CONTEXT_KEY] = ctx
+    for observer in request.app[OBSERVERS]:
+        observer.request_started(ctx)
+    lifecycle = request.app[LIFECYCLE]
+    task = lifecycle.enter()
+    try:
+        response = await handler(request)
+    except GatewayError as exc:
+        response = _error_response(ctx, exc)
+    except web.HTTPException as exc:
+        response = _error_response(ctx, from_http_exception(exc))
+    except asyncio.CancelledError:
+        if lifecycle.shutting_down:
+            _cut_at_shutdown(request, ctx)
+        else:
+            _client_gone(request, ctx)
+        raise
+    except ConnectionResetError:
+        _client_gone(request, ctx)
+        raise
+    except Exception as exc:
+        log_event("internal_error", logging.ERROR, request_id=ctx.request_id, exception=error_summary(exc))
+        response = _error_response(ctx, GatewayError(
+            500, "The gateway failed while handling this request; it has been logged "
+            f"under request id {ctx.request_id}.", code=ErrorCode.INTERNAL_ERROR))
+    finally:
+        lifecycle.leave(task)
+    ctx.status = ctx.status or response.status
+    _finish(request, ctx)
+    return response
+
+
+def _cut_at_shutdown(request: web.Request, ctx: RequestContext) -> None:
+    ctx.status = 200 if ctx.first_byte_at is not None else 503
+    ctx.error = ErrorCode.GATEWAY_SHUTDOWN
+    _finish(request, ctx)
+
+
+def _client_gone(request: web.Request, ctx: RequestContext) -> None:
+    ctx.status = 499
+    ctx.error = ErrorCode.CLIENT_DISCONNECTED
+    _finish(request, ctx)
+
+
+def _error_response(ctx: RequestContext, error: GatewayError) -> web.Response:
+    ctx.error = error.code or error.type
+    ctx.status = error.status
+    return error.to_response()
+
+
+def _finish(request: web.Request, ctx: RequestContext) -> None:
+    for observer in request.app[OBSERVERS]:
+        observer.request_finished(ctx)
+    if is_enabled(logging.INFO):
+        write_line(request_line(request, ctx))
+
+
+_OPTIONAL_FIELDS = ("provider", "model", "task_type", "caller", "user", "agent", "cache",
+                    "prompt_tokens", "completion_tokens", "error", "fallback_from")
+
+
+def request_line(request: web.Request, ctx: RequestContext) -> dict[str, object]:
+    """The per-request log line; never a prompt, an answer or a key."""
+    now = time.perf_counter()
+    fields: dict[str, object] = {
+        "time": timestamp(),
+        "level": "INFO",
+        "event": "request",
+        "request_id": ctx.request_id,
+        "pid": _PID,
+        "method": request.method,
+        "path": request.path,
+        "status": ctx.status,
+        "latency_ms": round((now - ctx.started) * 1000, 3),
+    }
+    if ctx.first_byte_at is not None:
+        fields["ttft_ms"] = round((ctx.first_byte_at - ctx.started) * 1000, 3)
+    for name in _OPTIONAL_FIELDS:
+        value = getattr(ctx, name)
+        if value is not None:
+            fields[name] = value
+    if ctx.stream:
+        fields["stream"] = True
+    if ctx.attempts:
+        fields["attempts"] = ctx.attempts
+    if ctx.notes:
+        fields["notes"] = ctx.notes
+    return fields
+
+
+async def add_gateway_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: every answer carries its id, and says who answered."""
+    ctx = request.get(CONTEXT_KEY)
+    if ctx is None:
+        return
+    headers = response.headers
+    headers[REQUEST_ID_HEADER] = ctx.request_id
+    if ctx.cache is not None:
+        headers["X-Cache"] = ctx.cache
+    if ctx.attempts:
+        headers["X-Gateway-Attempts"] = str(len(ctx.attempts))
+        if ctx.attempts[-1]["outcome"] == "ok":
+            headers["X-Gateway-Provider"] = ctx.provider or ""
+            headers["X-Gateway-Model"] = ctx.model or ""
+        if ctx.fallback_from:
+            headers["X-Gateway-Fallback"] = ctx.fallback_from

@@ -1,0 +1,48 @@
+"""The request pipeline: the gateway's stages, in order, around the endpoint handler.
+
+Each stage lives in its own module and is a plain function of the request and
+its context; this module only runs them in order, so a request pays for one
+middleware instead of one per stage.
+
+1. admission (``proxy/pipeline/admission.py``): refuse at once past ``api.max_in_flight``
+2. auth (``proxy/pipeline/auth.py``): who is calling
+3. validation (``proxy/pipeline/validation.py``): read, parse and check the body, once
+4. routing (``proxy/pipeline/routing.py``): pick the model and its fallback plan
+5. cache (``proxy/cache/stage.py``): answer from the cache when possible
+6. the handler, which forwards (``proxy/upstream/forwarding.py``)
+
+The request id, the error shape, the log line and the metrics hook are the
+outer middleware's work (``proxy/pipeline/access_log.py``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.cache.stage import answer_from_cache
+from proxy.context import CONTEXT_KEY
+from proxy.lifecycle import LIFECYCLE
+from proxy.pipeline.admission import Admission
+from proxy.pipeline.auth import authenticate
+from proxy.pipeline.routing import choose_route
+from proxy.pipeline.validation import read_valid_body
+
+MODEL_ENDPOINTS = frozenset({"chat", "embeddings"})
+
+
+@web.middleware
+async def pipeline_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Run the stages for known endpoints, then the handler."""
+    ctx = request[CONTEXT_KEY]
+    if ctx.endpoint not in MODEL_ENDPOINTS:
+        if ctx.endpoint is not None:
+            authenticate(request, ctx)
+        return await handler(request)
+    with Admission(request.app[LIFECYCLE], ctx.state.config.api.max_in_flight):
+        authenticate(request, ctx)
+        await read_valid_body(request, ctx)
+        choose_route(request, ctx)
+        cached = await answer_from_cache(request, ctx)
+        if cached is not None:
+            return cached
+        return await handler(request)
