@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
@@ -12,13 +12,17 @@ from proxy.cache.store import RESPONSE_CACHE, ResponseCache
 from proxy.config import GatewayConfig
 from proxy.config.reload import WATCHER, ConfigWatcher
 from proxy.lifecycle import LIFECYCLE, Lifecycle
-from proxy.observability.metrics import install_metrics
+from proxy.observability.metrics import METRICS, install_metrics
 from proxy.observability.observers import OBSERVERS
 from proxy.pipeline.access_log import access_log_middleware, add_gateway_headers
 from proxy.pipeline.middleware import pipeline_middleware
 from proxy.state import STATE, StateHolder, build_state
 from proxy.upstream.health import UPSTREAM_HEALTH, UpstreamHealth
 from proxy.upstream.pool import POOL, UpstreamPool
+from proxy.usage.costing import warn_unpriced
+from proxy.usage.ledger import LEDGER, Ledger
+from proxy.usage.query import usage_reader_context
+from proxy.usage.recorder import LedgerRecorder
 
 PIPELINE = (
     access_log_middleware,  # request id, context, errors, the log line, metrics hook
@@ -49,6 +53,7 @@ def create_app(
     app.on_response_prepare.append(add_gateway_headers)
 
     async def open_upstreams(app: web.Application) -> None:
+        warn_unpriced(config, "start")
         response_cache.configure(config.caching)
         pool = UpstreamPool(connect_timeout=config.api.connect_timeout)
         app[POOL] = pool
@@ -58,6 +63,7 @@ def create_app(
             def reloaded(new: GatewayConfig) -> None:
                 health.configure(new.fallback)
                 response_cache.configure(new.caching)
+                warn_unpriced(new, "reload")
                 for observer in app[OBSERVERS]:
                     observer.config_reloaded(new, True)
 
@@ -79,5 +85,30 @@ def create_app(
 
     app.on_startup.append(open_upstreams)
     app.on_cleanup.append(close_upstreams)
+    if config.usage is not None:
+        app.cleanup_ctx.append(usage_ledger(config))
+        app.cleanup_ctx.append(usage_reader_context(config.usage))
     install_metrics(app, config)
     return app
+
+
+def usage_ledger(config: GatewayConfig) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context: open the ledger at start (a failure stops the start), close it last.
+
+    Closing flushes what it can within ``api.shutdown_timeout`` (at most 10 s) and spools
+    the rest for the next start.
+    """
+    assert config.usage is not None
+    usage = config.usage
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        ledger = await Ledger.open(usage)
+        app[LEDGER] = ledger
+        app[OBSERVERS].append(LedgerRecorder(ledger))
+        metrics = app.get(METRICS)
+        if metrics is not None:
+            metrics.follow_ledger(ledger.stats)
+        yield
+        await ledger.close(timeout=min(10.0, config.api.shutdown_timeout or 1.0))
+
+    return context

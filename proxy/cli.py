@@ -40,6 +40,7 @@ from proxy.observability.logs import log_event, setup_logging, stop_logging
 from proxy.observability.metrics import start_supervisor_metrics
 from proxy.pipeline.auth import unsafe_bind_reason
 from proxy.state import STATE
+from proxy.usage.store import LedgerError
 
 CONFIG_ENV = "LLM_GATEWAY_CONFIG"
 QUICK_DEATH_SECONDS = 2.0
@@ -108,6 +109,12 @@ def effective_config(args: argparse.Namespace) -> GatewayConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["usage"]:  # ``llm-gateway usage ...``: who spent what (proxy/usage/report.py)
+        from proxy.usage.report import main as usage_main
+
+        return usage_main(argv[1:])
     args = parse_args(argv)
     try:
         config = effective_config(args)
@@ -133,6 +140,10 @@ def run_worker(args: argparse.Namespace, reuse_port: bool) -> int:
     try:
         with asyncio.Runner(loop_factory=event_loop_factory(config.api.event_loop)) as runner:
             runner.run(serve(config, os.path.abspath(args.config), reuse_port, api_overrides(args)))
+    except LedgerError as exc:  # the usage ledger cannot be opened: refuse to start without it
+        log_event("gateway_failed", logging.ERROR, error=str(exc))
+        print(f"llm-gateway: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         log_event("gateway_failed", logging.ERROR,
                   error=f"cannot listen on {config.api.host}:{config.api.port}: {exc.strerror or exc}")

@@ -23,6 +23,7 @@ class RequestContext:
     endpoint: str | None = None
     caller: str | None = None
     team: str | None = None
+    admin: bool = False  # the caller's key is marked ``admin`` in ``auth.keys``
     body: dict[str, Any] | None = None
     task_type: str | None = None
     user: str | None = None
@@ -35,8 +36,13 @@ class RequestContext:
     error: str | None = None
     cache: str | None = None
     cache_key: str | None = None
+    deployment: "ModelConfig | None" = None  # the model the request is for, then the one that answered
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0  # prompt tokens written to it
+    cost_usd: float | None = None  # None: not priced (no upstream usage yet, or a model with no price)
+    saved_usd: float = 0.0  # what the gateway saved this request (a cache hit: the upstream's price)
     first_byte_at: float | None = None
     fallback_from: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
@@ -44,18 +50,13 @@ class RequestContext:
 
     def use_model(self, model: "ModelConfig") -> None:
         """The model the request is (now) for: the routed one, then the one that answered."""
-        self.provider, self.model = model.provider, model.name
+        self.provider, self.model, self.deployment = model.provider, model.name, model
 
     def mark_first_byte(self) -> None:
         """Record when the first byte of the answer went to the caller."""
         if self.first_byte_at is None:
             self.first_byte_at = time.perf_counter()
 
-    def record_usage(self, usage: dict[str, Any] | None) -> None:
-        """Keep the token counts of an OpenAI ``usage`` object."""
-        if usage:
-            self.prompt_tokens = usage.get("prompt_tokens")
-            self.completion_tokens = usage.get("completion_tokens")
 
 
 CONTEXT_KEY = web.RequestKey("gateway_context", RequestContext)

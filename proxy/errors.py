@@ -71,6 +71,9 @@ class ErrorCode(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"
     GATEWAY_SHUTDOWN = "gateway_shutdown"
     CLIENT_DISCONNECTED = "client_disconnected"  # only in the log line and metrics (status 499)
+    # the usage ledger
+    USAGE_NOT_CONFIGURED = "usage_not_configured"
+    USAGE_UNAVAILABLE = "usage_unavailable"
 
 
 def error_type_for(status: int) -> str:
@@ -125,7 +128,7 @@ def from_http_exception(exc: web.HTTPException) -> GatewayError:
     status = exc.status
     if status == 404:
         return GatewayError(404, "Unknown path. The gateway serves /v1/chat/completions, "
-                            "/v1/embeddings, /v1/models and /health.", code=ErrorCode.NOT_FOUND)
+                            "/v1/embeddings, /v1/models, /v1/usage and /health.", code=ErrorCode.NOT_FOUND)
     if status == 405:
         allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
         headers = {"Allow": allowed} if allowed else None

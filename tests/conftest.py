@@ -109,6 +109,19 @@ _LOG_SINK: list[Any] = []
 
 
 @pytest.fixture(autouse=True, scope="session")
+def private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Ledgers of the packaged default config go to a temporary data home, not the user's."""
+    path = tmp_path_factory.mktemp("data-home")
+    previous = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = previous
+
+
+@pytest.fixture(autouse=True, scope="session")
 def quiet_logs() -> Iterator[None]:
     """In-process gateways log to nowhere unless a test captures the lines (``log_lines``)."""
     with open(os.devnull, "w") as sink:

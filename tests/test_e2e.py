@@ -191,7 +191,7 @@ ANTHROPIC_USAGE = {"input_tokens": 21, "cache_creation_input_tokens": 5,
                    "cache_read_input_tokens": 100, "output_tokens": 9}
 # What the caller must see for ANTHROPIC_USAGE: cache reads and writes count as prompt tokens.
 ANTHROPIC_USAGE_AS_OPENAI = {"prompt_tokens": 126, "completion_tokens": 9, "total_tokens": 135,
-                             "prompt_tokens_details": {"cached_tokens": 100}}
+                             "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 5}}
 OPENAI_USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 
 
@@ -265,7 +265,11 @@ async def start_upstream(kind: str, aiohttp_server: Any, fake: Any = None,
 
 
 def usage_dict(usage: Any) -> dict[str, Any]:
-    return usage.model_dump(exclude_none=True)
+    """The usage the upstream reported, without the gateway's own ``cost`` (checked to be there)."""
+    doc = usage.model_dump(exclude_none=True)
+    assert "cost" in doc or (usage.model_extra or {}).get("cost", 0) is None
+    doc.pop("cost", None)
+    return doc
 
 
 # ---------------------------------------------------------------------- 1a. plain and streamed chat

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -9,9 +10,11 @@ from aiohttp import web
 
 from proxy import __version__
 from proxy.context import CONTEXT_KEY
+from proxy.errors import ErrorCode, GatewayError
 from proxy.state import STATE
 from proxy.upstream.forwarding import complete_chat, create_embeddings
 from proxy.upstream.health import UPSTREAM_HEALTH
+from proxy.usage.query import USAGE_READER, UsageQuery
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,6 +59,26 @@ async def list_models(request: web.Request) -> web.Response:
             seen.add(model.name)
             data.append({"id": model.name, "object": "model", "created": 0, "owned_by": provider.name})
     return json_response({"object": "list", "data": data})
+
+
+@endpoint("usage")
+async def usage(request: web.Request) -> web.Response:
+    """``GET /v1/usage``: requests, tokens and cost over a window, grouped as asked.
+
+    ``start``/``end`` (ISO 8601, default the last 24 hours) and ``group_by``
+    (see :data:`proxy.usage.query.GROUP_FIELDS`). A key marked ``admin`` sees
+    every caller's usage, any other key only its own; with auth off, everyone
+    sees everything.
+    """
+    ctx = request[CONTEXT_KEY]
+    reader = request.app.get(USAGE_READER)
+    if reader is None:
+        raise GatewayError(404, "The usage ledger is not configured: add a 'usage' section with a "
+                                "'database' to the gateway's config to record and query usage.",
+                           code=ErrorCode.USAGE_NOT_CONFIGURED)
+    query = UsageQuery.from_params(request.query, time.time())
+    everyone = ctx.admin or not ctx.state.config.auth.enabled
+    return json_response(await reader.summary(query, None if everyone else ctx.caller))
 
 
 @endpoint("health")

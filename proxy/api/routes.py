@@ -10,6 +10,7 @@ ROUTES: tuple[tuple[str, str, handlers.Handler], ...] = (
     ("POST", "/v1/chat/completions", handlers.chat_completions),
     ("POST", "/v1/embeddings", handlers.embeddings),
     ("GET", "/v1/models", handlers.list_models),
+    ("GET", "/v1/usage", handlers.usage),
     ("GET", "/health", handlers.health),
 )
 

@@ -28,6 +28,7 @@ from proxy.cache.store import RESPONSE_CACHE
 from proxy.context import RequestContext
 from proxy.formats.sse import DONE_EVENT, STREAM_HEADERS, data_event
 from proxy.formats.stream_assembly import include_usage_requested, replay_chunks
+from proxy.usage.costing import COST_HEADER, price_of_cached
 
 HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
 CACHE_HEADER = "X-Cache"
@@ -88,12 +89,20 @@ async def answer_from_cache(request: web.Request, ctx: RequestContext) -> web.St
 
 
 async def serve_hit(request: web.Request, ctx: RequestContext, stored: bytes) -> web.StreamResponse:
-    """Answer from ``stored``: as it is, or replayed as a stream."""
+    """Answer from ``stored``, as JSON or replayed as a stream; it costs 0, and what it saved is kept.
+
+    The saving is what the upstream would charge today for the stored answer's usage.
+    """
     assert ctx.route is not None
     ctx.use_model(ctx.route.model)
-    if not ctx.stream or ctx.endpoint != "chat":
-        return web.Response(body=stored, content_type="application/json")
     answer: dict[str, Any] = orjson.loads(stored)
+    usage = answer.get("usage")
+    ctx.cost_usd, ctx.saved_usd = 0.0, price_of_cached(ctx, usage)
+    if isinstance(usage, dict):
+        usage["cost"] = 0.0
+    if not ctx.stream or ctx.endpoint != "chat":
+        return web.Response(body=orjson.dumps(answer), content_type="application/json",
+                            headers={COST_HEADER: "0"})
     include_usage = include_usage_requested(ctx.body or {})
     response = web.StreamResponse(headers=STREAM_HEADERS)
     await response.prepare(request)

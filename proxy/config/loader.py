@@ -33,8 +33,10 @@ from proxy.config.model import (
     ProviderConfig,
     RoutingConfig,
     RoutingRule,
+    UsageConfig,
 )
 from proxy.providers import ADAPTERS
+from proxy.usage.pricing import model_price
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -150,6 +152,21 @@ def _build(doc: dict[str, Any], unset: dict[str, str], source: str | None) -> Ga
         auth=partial.auth,
         models_by_name=frozen_index,
         source=source,
+        usage=_build_usage(doc.get("usage"), source),
+    )
+
+
+def _build_usage(body: dict[str, Any] | None, source: str | None) -> UsageConfig | None:
+    """The ledger's settings; relative SQLite paths are resolved against the config file's folder."""
+    if body is None:
+        return None
+    config_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
+    return UsageConfig(
+        database=body["database"],
+        config_dir=config_dir,
+        retention_days=body.get("retention_days", 90.0),
+        spool_path=body.get("spool_path"),
+        max_queued=body.get("max_queued", 100_000),
     )
 
 
@@ -184,6 +201,7 @@ def _build_provider(name: str, body: dict[str, Any], unset: dict[str, str]) -> P
                 temperature=settings.get("temperature"),
                 timeout=settings.get("timeout"),
                 weight=settings.get("weight", 1.0),
+                price=model_price(kind, settings.get("upstream_model", model_name), settings.get("pricing")),
             )
             for model_name, settings in body["models"].items()
         }
@@ -282,7 +300,7 @@ def _build_auth(body: dict[str, Any]) -> AuthConfig:
             if not entry["key"]:
                 raise ConfigError(f"{path}.key: the key is empty")
             digest = hashlib.sha256(entry["key"].encode()).digest()
-        keys.append(AuthKey(entry["name"], digest, entry.get("team")))
+        keys.append(AuthKey(entry["name"], digest, entry.get("team"), admin=entry.get("admin", False)))
     explicitly_disabled = body.get("enabled") is False
     enabled = not explicitly_disabled and bool(keys)
     if body.get("enabled") is True and not keys:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from proxy.usage.pricing import ModelPrice
+
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_RETRY_AFTER = 60.0
 """Seconds: the longest wait an upstream's ``Retry-After`` can impose (``api.max_retry_after``)."""
@@ -44,6 +46,7 @@ class ModelConfig:
     temperature: float | None = None
     timeout: float | None = None
     weight: float = 1.0
+    price: ModelPrice | None = None  # from the config's ``pricing``, else the pricing dataset
 
     def timeout_or(self, default: float) -> float:
         """The model's own timeout, else ``default``."""
@@ -132,10 +135,22 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageConfig:
+    """The usage ledger: where records go and how long they are kept."""
+
+    database: str  # sqlite:///relative.db, sqlite:////absolute.db or postgresql://...
+    config_dir: str  # the config file's folder: relative SQLite paths are resolved against it
+    retention_days: float = 90.0
+    spool_path: str | None = None  # None: the documented default beside the database
+    max_queued: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
 class AuthKey:
     name: str
     sha256: bytes = field(repr=False)
     team: str | None = None
+    admin: bool = False  # sees everyone's usage (GET /v1/usage), not only its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +171,12 @@ class GatewayConfig:
     auth: AuthConfig
     models_by_name: Mapping[str, tuple[ModelConfig, ...]]
     source: str | None = None
+    usage: UsageConfig | None = None
+
+    def unpriced_models(self) -> list[str]:
+        """``provider/model`` of every configured model with no price (its requests cost ``null``)."""
+        return [model.qualified_name for provider in self.providers.values()
+                for model in provider.models.values() if model.price is None]
 
     def find_models(self, name: str) -> tuple[ModelConfig, ...]:
         """Every configured model a request's ``model`` value can mean.

@@ -106,6 +106,8 @@ class ConfigWatcher:
         set_level(config.monitoring.log_level)
         ignored = [f"{section}.{name}" for section, name in RESTART_ONLY
                    if getattr(getattr(old.config, section), name) != getattr(getattr(config, section), name)]
+        if old.config.usage != config.usage:
+            ignored.append("usage")
         fields = {"path": self.path, "reason": reason, "generation": old.generation + 1}
         if ignored:
             fields["needs_restart"] = ignored

@@ -69,6 +69,7 @@ NONE = "none"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LEDGER_RESULTS = ("queued", "written", "spooled", "dropped")
 FLUSH_INTERVAL = 1.0
 """Seconds between hand-overs of gathered updates to prometheus_client (see :class:`_Child`)."""
 
@@ -184,10 +185,13 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._board: "BreakerBoard | None" = None
+        self._ledger_stats: Any = None
+        self._ledger_seen: dict[str, int] = {}
         self._families: list[_Family] = []
         self._make_request_metrics()
         self._make_upstream_metrics()
         self._make_state_metrics()
+        self._make_cost_metrics()
 
     # ------------------------------------------------------------- definitions
 
@@ -198,8 +202,24 @@ class GatewayMetrics:
 
     def flush(self) -> None:
         """Hand every gathered update to prometheus_client (see :class:`_Child`)."""
+        self._count_ledger()
         for family in self._families:
             family.flush()
+
+    def follow_ledger(self, stats: Any) -> None:
+        """Count the usage ledger's records (``stats``: its counters since start) from now on."""
+        self._ledger_stats = stats
+        self._ledger_seen = dict.fromkeys(LEDGER_RESULTS, 0)
+
+    def _count_ledger(self) -> None:
+        stats = self._ledger_stats
+        if stats is None:
+            return
+        for result in LEDGER_RESULTS:
+            now = getattr(stats, result)
+            if now > self._ledger_seen[result]:
+                self.usage_records(result).inc(now - self._ledger_seen[result])
+                self._ledger_seen[result] = now
 
     def _make_request_metrics(self) -> None:
         self.requests = self._family(Counter, "llm_gateway_requests_total", "Requests answered.",
@@ -250,6 +270,19 @@ class GatewayMetrics:
         self.last_reload = Gauge("llm_gateway_config_last_reload_timestamp_seconds",
                                  "Unix time the config in force was loaded.",
                                  registry=self.registry, multiprocess_mode="max")
+
+    def _make_cost_metrics(self) -> None:
+        self.cost = self._family(Counter, "llm_gateway_cost_usd_total",
+                                 "What requests cost, in USD, at the answering model's price.",
+                                 ("provider", "model", "task_type", "caller", "team"))
+        self.cache_saved = self._family(Counter, "llm_gateway_cache_saved_usd_total",
+                                        "What cache hits saved: the upstream's price of the cached usage.",
+                                        ("provider", "model"))
+        self.unpriced = self._family(Counter, "llm_gateway_unpriced_requests_total",
+                                     "Answered requests whose model has no price (their cost is null).",
+                                     ("provider", "model"))
+        self.usage_records = self._family(Counter, "llm_gateway_usage_records_total",
+                                          "Usage ledger records, by what became of them.", ("result",))
 
     # --------------------------------------------------------------- observer
 
@@ -304,9 +337,18 @@ class GatewayMetrics:
         if ctx.error is not None:
             self.errors(provider, model, endpoint, error_label(ctx.error)).inc()
         self._count_tokens(ctx, provider, model, task)
+        self._count_cost(ctx, provider, model, task)
         self._count_cache(ctx.cache, endpoint)
         if ctx.attempts:
             self._count_attempts(ctx, endpoint, now)
+
+    def _count_cost(self, ctx: "RequestContext", provider: str, model: str, task: str) -> None:
+        if ctx.cost_usd:
+            self.cost(provider, model, task, ctx.caller or NONE, ctx.team or NONE).inc(ctx.cost_usd)
+        elif ctx.cost_usd is None and ctx.prompt_tokens is not None:
+            self.unpriced(provider, model).inc()  # usage came back, but nothing to price it with
+        if ctx.saved_usd and ctx.cache == "HIT":
+            self.cache_saved(provider, model).inc(ctx.saved_usd)
 
     def _count_tokens(self, ctx: "RequestContext", provider: str, model: str, task: str) -> None:
         for kind, count in (("prompt", ctx.prompt_tokens), ("completion", ctx.completion_tokens)):

@@ -102,7 +102,8 @@ def _finish(request: web.Request, ctx: RequestContext) -> None:
 
 
 _OPTIONAL_FIELDS = ("provider", "model", "task_type", "caller", "user", "agent", "cache",
-                    "prompt_tokens", "completion_tokens", "error", "fallback_from")
+                    "prompt_tokens", "completion_tokens", "cost_usd", "error", "fallback_from")
+_NONZERO_FIELDS = ("cached_tokens", "cache_write_tokens", "saved_usd")
 
 
 def request_line(request: web.Request, ctx: RequestContext) -> dict[str, object]:
@@ -124,6 +125,10 @@ def request_line(request: web.Request, ctx: RequestContext) -> dict[str, object]
     for name in _OPTIONAL_FIELDS:
         value = getattr(ctx, name)
         if value is not None:
+            fields[name] = value
+    for name in _NONZERO_FIELDS:
+        value = getattr(ctx, name)
+        if value:
             fields[name] = value
     if ctx.stream:
         fields["stream"] = True

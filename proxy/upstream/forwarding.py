@@ -37,6 +37,7 @@ from proxy.providers.base import (
 )
 from proxy.upstream.fallback import run_plan
 from proxy.upstream.health import UPSTREAM_HEALTH
+from proxy.usage.costing import COST_HEADER, charge, cost_header
 
 SHUTDOWN_ERROR = GatewayError(503, "The gateway is shutting down and cut this stream before it "
                               "finished; retry the request.", code=ErrorCode.GATEWAY_SHUTDOWN)
@@ -204,32 +205,51 @@ async def complete_chat(request: web.Request, ctx: RequestContext) -> web.Stream
     check_max_tokens(ctx.body, ctx.route.model)  # the routed model's limit, checked once
     plan = within_limits(ctx.route.candidates, ctx.body)
     health = request.app[UPSTREAM_HEALTH]
-    include_usage = include_usage_requested(ctx.body)
     if ctx.stream:
-        opened = await run_plan(ctx, health, plan, StreamAttempt(ctx, include_usage))
+        # Adapters keep the usage to themselves; the gateway writes the caller's usage chunk, with cost.
+        opened = await run_plan(ctx, health, plan, StreamAttempt(ctx, include_usage=False))
         return await relay_stream(request, ctx, opened.value.stream, opened.value.first,
-                                  opened.deployment.provider)
-    answered = await run_plan(ctx, health, plan, ChatAttempt(ctx, include_usage))
+                                  opened.deployment.provider, include_usage_requested(ctx.body))
+    answered = await run_plan(ctx, health, plan, ChatAttempt(ctx, include_usage=False))
     return answer_response(request, ctx, answered.value, answered.deployment.provider)
 
 
 def answer_response(request: web.Request, ctx: RequestContext, answer: dict[str, Any],
                     provider: str) -> web.Response:
-    """The JSON answer with its ``provider``; stored in the cache when the request asks for it."""
+    """The JSON answer with its ``provider`` and ``usage.cost``; stored in the cache when asked."""
     answer["provider"] = provider
-    ctx.record_usage(answer.get("usage"))
+    usage = answer.get("usage")
+    cost = charge(ctx, usage)
+    if isinstance(usage, dict):
+        usage["cost"] = cost
     body = orjson.dumps(answer)
     store_answer(request, ctx, body)
-    return web.Response(body=body, content_type="application/json")
+    headers = {COST_HEADER: cost_header(cost)} if cost is not None else None
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+def usage_chunk(first: bytes, usage: dict[str, Any], cost: float | None, provider: str) -> bytes:
+    """The stream's final usage chunk, as OpenAI frames it, with ``usage.cost`` and ``provider``."""
+    try:
+        head = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        head = {}
+    chunk = {key: head[key] for key in ("id", "object", "created", "model", "system_fingerprint")
+             if isinstance(head, dict) and key in head}
+    chunk.update(choices=[], usage={**usage, "cost": cost}, provider=provider)
+    return data_event(orjson.dumps(chunk))
 
 
 async def relay_stream(
-    request: web.Request, ctx: RequestContext, stream: ChatStream, first: list[bytes], provider: str
+    request: web.Request, ctx: RequestContext, stream: ChatStream, first: list[bytes], provider: str,
+    include_usage: bool = False,
 ) -> web.StreamResponse:
     """Copy ``stream`` to the caller as SSE, keeping the mid-stream failure contract.
 
-    When the answer is to be cached, its chunks are assembled on the way and
-    the whole answer is stored only if the stream finished cleanly.
+    When the stream finished cleanly its usage is priced, and a caller that
+    asked for the usage chunk gets it (with ``cost``) before ``[DONE]``. When
+    the answer is to be cached, its chunks are assembled on the way and the
+    whole answer is stored only if the stream finished cleanly.
     """
     tag = provider_tag(provider)
     assembler = CompletionAssembler() if ctx.cache_key is not None else None
@@ -254,6 +274,9 @@ async def relay_stream(
                     await response.write(data_event(orjson.dumps(SHUTDOWN_ERROR.payload())))
             raise
         else:
+            cost = charge(ctx, stream.usage)
+            if include_usage and stream.usage is not None:
+                await response.write(usage_chunk(first[0], stream.usage, cost, provider))
             await response.write(DONE_EVENT)
             if assembler is not None and assembler.complete:
                 assembler.usage = assembler.usage or stream.usage
@@ -262,7 +285,7 @@ async def relay_stream(
         return response
     finally:
         await stream.aclose()
-        ctx.record_usage(stream.usage)
+        charge(ctx, stream.usage)
 
 
 async def create_embeddings(request: web.Request, ctx: RequestContext) -> web.Response:

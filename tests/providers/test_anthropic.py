@@ -268,7 +268,7 @@ def test_odd_blocks_and_counts_in_an_answer_are_skipped() -> None:
         {"id": None, "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
     assert choice["finish_reason"] == "stop"
     assert answer["usage"] == {"prompt_tokens": 0, "completion_tokens": 4, "total_tokens": 4,
-                               "prompt_tokens_details": {"cached_tokens": 0}}
+                               "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}}
 
 
 @pytest.mark.parametrize("usage", [None, [], "lots", 7, {"input_tokens": 2**64 - 1}])
@@ -372,7 +372,8 @@ def expected_usage(fake: FakeAnthropic) -> dict[str, int]:
               + usage.get("cache_creation_input_tokens", 0))
     return {"prompt_tokens": prompt, "completion_tokens": usage["output_tokens"],
             "total_tokens": prompt + usage["output_tokens"],
-            "cached_tokens": usage.get("cache_read_input_tokens", 0)}
+            "cached_tokens": usage.get("cache_read_input_tokens", 0),
+            "cache_write_tokens": usage.get("cache_creation_input_tokens", 0)}
 
 
 def hello(**extra: Any) -> dict[str, Any]:
@@ -421,6 +422,7 @@ async def test_plain_answer_and_upstream_request(client: Any, fake: FakeAnthropi
     assert doc["usage"]["completion_tokens"] == usage["completion_tokens"]
     assert doc["usage"]["total_tokens"] == usage["total_tokens"]
     assert doc["usage"]["prompt_tokens_details"]["cached_tokens"] == usage["cached_tokens"]
+    assert doc["usage"]["prompt_tokens_details"]["cache_write_tokens"] == usage["cache_write_tokens"]
 
     sent = fake.received[-1]
     assert sent.path == "/v1/messages"
@@ -685,6 +687,7 @@ async def test_stream_usage_chunk_when_asked(sdk: Any, fake: FakeAnthropic) -> N
     assert last.usage.completion_tokens == usage["completion_tokens"], "output_tokens overwrite, not add"
     assert last.usage.total_tokens == usage["total_tokens"]
     assert last.usage.prompt_tokens_details.cached_tokens == usage["cached_tokens"]
+    assert last.usage.prompt_tokens_details.cache_write_tokens == usage["cache_write_tokens"]
     assert all(c.usage is None for c in chunks[:-1])
 
 

@@ -47,6 +47,9 @@ def is_count(value: Any) -> bool:
 def to_openai_usage(usage: Any) -> dict[str, Any]:
     """OpenAI ``usage`` for Anthropic's: cache reads and writes count as prompt tokens.
 
+    ``prompt_tokens_details`` says which of them were read from the prompt
+    cache (``cached_tokens``, OpenAI's name) and which were written to it
+    (``cache_write_tokens``, the name OpenRouter uses), so both can be priced.
     Counts that are missing or not believable integers count as 0; ``usage``
     that is not an object counts as no usage at all.
     """
@@ -59,7 +62,7 @@ def to_openai_usage(usage: Any) -> dict[str, Any]:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cache_read},
+        "prompt_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write},
     }
 
 

@@ -1,0 +1,53 @@
+"""The ledger's tables, as versioned migrations for SQLite and PostgreSQL.
+
+One row per model request in ``usage_records``, keyed by ``request_id`` (so
+writing a record twice keeps one row). ``time`` is Unix seconds (UTC), which
+both dialects group by day and hour with the same arithmetic. Migrations are
+applied in order at start; ``schema_migrations`` records which ran. Each is a
+list of statements per dialect; never edit one that has shipped, add the next.
+"""
+
+from __future__ import annotations
+
+from proxy.usage.record import FIELDS
+
+TABLE = "usage_records"
+MIGRATIONS_TABLE = "schema_migrations"
+
+_COLUMN_TYPES = {
+    "sqlite": {
+        "request_id": "TEXT PRIMARY KEY", "time": "REAL NOT NULL", "endpoint": "TEXT NOT NULL",
+        "status": "INTEGER NOT NULL", "prompt_tokens": "INTEGER NOT NULL DEFAULT 0",
+        "completion_tokens": "INTEGER NOT NULL DEFAULT 0", "cached_tokens": "INTEGER NOT NULL DEFAULT 0",
+        "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0", "cost_usd": "REAL",
+        "saved_usd": "REAL NOT NULL DEFAULT 0", "latency_ms": "REAL NOT NULL DEFAULT 0", "ttft_ms": "REAL",
+        "stream": "INTEGER NOT NULL DEFAULT 0",
+    },
+    "postgresql": {
+        "request_id": "TEXT PRIMARY KEY", "time": "DOUBLE PRECISION NOT NULL", "endpoint": "TEXT NOT NULL",
+        "status": "INTEGER NOT NULL", "prompt_tokens": "BIGINT NOT NULL DEFAULT 0",
+        "completion_tokens": "BIGINT NOT NULL DEFAULT 0", "cached_tokens": "BIGINT NOT NULL DEFAULT 0",
+        "cache_write_tokens": "BIGINT NOT NULL DEFAULT 0", "cost_usd": "DOUBLE PRECISION",
+        "saved_usd": "DOUBLE PRECISION NOT NULL DEFAULT 0", "latency_ms": "DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "ttft_ms": "DOUBLE PRECISION", "stream": "BOOLEAN NOT NULL DEFAULT FALSE",
+    },
+}
+
+
+def _create_table(dialect: str) -> str:
+    types = _COLUMN_TYPES[dialect]
+    columns = ",\n  ".join(f'"{name}" {types.get(name, "TEXT")}' for name in FIELDS)
+    return f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {columns}\n)"
+
+
+MIGRATIONS: dict[int, dict[str, list[str]]] = {
+    1: {
+        dialect: [
+            _create_table(dialect),
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (time)",
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_caller_time ON {TABLE} (caller, time)",
+        ]
+        for dialect in ("sqlite", "postgresql")
+    },
+}
+"""Version -> dialect -> statements. Version 1 creates the records table and its indexes."""
