@@ -16,7 +16,6 @@ import asyncio
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from proxy.config.model import UsageConfig
 from proxy.usage.ledger import Ledger

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
+import asyncpg  # noqa: E402  (a dependency: never skipped)
 import orjson
 import pytest
 
@@ -27,8 +28,6 @@ from proxy.config.model import UsageConfig
 from proxy.usage.ledger import Ledger, LedgerError
 from proxy.usage.record import UsageRecord
 from proxy.usage.schema import MIGRATIONS
-
-import asyncpg  # noqa: E402  (a dependency: never skipped)
 
 SHARED = "postgresql://postgres@127.0.0.1:5432"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -7,9 +7,8 @@ against the same sums computed in plain Python.
 
 from __future__ import annotations
 
-import math
-
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
