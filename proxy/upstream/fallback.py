@@ -10,8 +10,9 @@ splits ``Client.send``, one function a level, each with a typed result:
   :class:`Answered` or raises the error the caller should see;
 - :func:`try_candidate` makes up to ``1 + max_retries`` attempts on one
   deployment and returns :class:`Answered` or :class:`NotAnswered`;
-- :func:`attempt_once` makes one call with a ``deployment`` and an
-  ``api_key`` within the deadline;
+- one attempt: a call of the :class:`Attempt` with a ``deployment`` and an
+  ``api_key``, bounded by the adapter's timeout, or by :func:`attempt_before`
+  when the request's deadline comes sooner;
 - :func:`after_failure` updates breakers and keys for a failed attempt and
   says what comes next (a :class:`NextStep`).
 
@@ -71,7 +72,7 @@ class Skip:
     retry_in: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answered(Generic[T]):
     """A candidate answered: the attempt's value and the deployment that gave it."""
 
@@ -155,7 +156,10 @@ async def try_candidate(ctx: RequestContext, health: UpstreamHealth, deployment:
             return NotAnswered(error)
         started = loop.time()
         try:
-            value = await attempt_once(ctx, deployment, api_key, attempt, limits.deadline)
+            if limits.deadline - started >= deployment.timeout_or(ctx.state.config.api.timeout):
+                value = await attempt(deployment, api_key)  # the adapter's own timeout comes first
+            else:
+                value = await attempt_before(ctx, deployment, api_key, attempt, limits.deadline)
         except UpstreamError as exc:
             error = exc
         except asyncio.CancelledError:
@@ -196,13 +200,9 @@ def blocked(health: UpstreamHealth, deployment: ModelConfig, breaker: CircuitBre
     return None
 
 
-async def attempt_once(ctx: RequestContext, deployment: ModelConfig, api_key: str | None,
-                       attempt: Attempt[T], deadline: float) -> T:
-    """One call, bounded by the request's deadline when it comes before the model's own timeout."""
-    timeout = deployment.timeout_or(ctx.state.config.api.timeout)
-    remaining = deadline - asyncio.get_running_loop().time()
-    if remaining >= timeout:  # the adapter's own timeout comes first: no timer of ours needed
-        return await attempt(deployment, api_key)
+async def attempt_before(ctx: RequestContext, deployment: ModelConfig, api_key: str | None,
+                         attempt: Attempt[T], deadline: float) -> T:
+    """One call that must end by the request's deadline (sooner than the model's own timeout)."""
     try:
         async with asyncio.timeout_at(deadline):
             return await attempt(deployment, api_key)

@@ -146,7 +146,7 @@ async def first_batch(stream: ChatStream, provider: str) -> list[bytes]:
         raise UpstreamError(error.status, error.message, code=error.code, retryable=True) from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatAttempt:
     """A plain chat completion from one deployment: the answer, in OpenAI's shape."""
 
@@ -164,7 +164,7 @@ class ChatAttempt:
         return await self.ctx.state.adapters[deployment.provider].chat(self.call(deployment, api_key))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpenedStream:
     """A stream that has sent its first batch of chunks (so nothing can be retried after it)."""
 
@@ -172,7 +172,7 @@ class OpenedStream:
     first: list[bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamAttempt(ChatAttempt):
     """A streamed chat completion from one deployment, opened and read up to its first chunks."""
 
@@ -186,7 +186,7 @@ class StreamAttempt(ChatAttempt):
             raise
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EmbeddingsAttempt:
     """An embeddings answer from one deployment; ``encoding_format`` goes upstream as sent."""
 

@@ -48,8 +48,8 @@ Cost
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -64,14 +64,10 @@ DATASET_PROVIDERS: Mapping[str, tuple[str, ...]] = {
 }
 """The dataset's providers to ask, in order, for a provider type's models (other types: none)."""
 
-PER_TOKENS = Decimal(1_000_000)
-"""Prices are per million tokens."""
-
-ROUNDED_TO = Decimal("1e-10")
-"""Costs are rounded to 10 decimal places of a dollar."""
-
-EXACT = Context(prec=80)
-"""Enough digits that no product or sum of believable counts and prices is rounded."""
+UNITS_PER_DOLLAR_PER_MILLION = 10**8
+"""Prices are kept as integers of 1e-14 USD per token (1e-8 USD per million tokens), so a cost
+is an exact integer sum (a finer price is rounded to that); costs round to 10 places."""
+_UNITS_PER_ROUNDED = 10**4  # 1e-14 USD units in one 1e-10 USD step
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +84,16 @@ class ModelPrice:
     cached_input: float | None = None
     cache_write: float | None = None
     source: str = "config"  # "config", or the pricing dataset's name
+    units: tuple[int, int, int, int] = field(init=False, repr=False, compare=False)
+    """Input, cache-read, cache-write and output prices as integer units (see :func:`cost_usd`)."""
+
+    def __post_init__(self) -> None:
+        units = (_units(self.input), _units(_or(self.cached_input, self.input)),
+                 _units(_or(self.cache_write, self.input)), _units(self.output))
+        object.__setattr__(self, "units", units)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TokenUsage:
     """The tokens a request used, as OpenAI counts them.
 
@@ -117,19 +120,17 @@ class TokenUsage:
         (the gateway's Anthropic translation and OpenRouter report writes under
         that name). Anything missing or not a non-negative integer counts 0.
         """
-        counts = usage if isinstance(usage, dict) else {}
-        details = counts.get("prompt_tokens_details")
-        details = details if isinstance(details, dict) else {}
-        return cls(
-            prompt_tokens=_count(counts.get("prompt_tokens")),
-            completion_tokens=_count(counts.get("completion_tokens")),
-            cached_tokens=_count(details.get("cached_tokens")),
-            cache_write_tokens=_count(details.get("cache_write_tokens")),
-        )
+        if type(usage) is not dict:
+            return cls()
+        details = usage.get("prompt_tokens_details")
+        if type(details) is not dict:
+            return cls(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+        return cls(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")),
+                   _count(details.get("cached_tokens")), _count(details.get("cache_write_tokens")))
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return value if type(value) is int and value >= 0 else 0
 
 
 # ---------------------------------------------------------------------- prices
@@ -213,23 +214,25 @@ def _snapshot() -> Any:
 def cost_usd(price: ModelPrice, usage: TokenUsage) -> float:
     """What ``usage`` cost in USD at ``price``, exact to 10 decimal places.
 
-    Counts that do not add up are read as OpenAI would have had to mean them:
-    cache reads beyond the prompt count as the whole prompt, and writes beyond
-    what is left of it as the rest, so a cost is never negative.
+    The sum is done in integers (see :data:`UNITS_PER_DOLLAR_PER_MILLION`) and
+    rounded half-even to 10 decimal places, so the same usage always costs the
+    same, to the token. Counts that do not add up are read as OpenAI would
+    have had to mean them: cache reads beyond the prompt count as the whole
+    prompt, and writes beyond what is left of it as the rest, so a cost is
+    never negative.
     """
+    fresh_units, read_units, write_units, output_units = price.units
+    if not (usage.cached_tokens or usage.cache_write_tokens):  # the usual request: no prompt cache
+        return _dollars(usage.prompt_tokens * fresh_units + usage.completion_tokens * output_units)
     fresh, cached, written = _prompt_parts(usage)
-    total = EXACT.add(EXACT.add(EXACT.multiply(_dec(price.input), fresh),
-                                EXACT.multiply(_dec(_or(price.cached_input, price.input)), cached)),
-                      EXACT.add(EXACT.multiply(_dec(_or(price.cache_write, price.input)), written),
-                                EXACT.multiply(_dec(price.output), usage.completion_tokens)))
-    return _dollars(total)
+    return _dollars(fresh * fresh_units + cached * read_units + written * write_units
+                    + usage.completion_tokens * output_units)
 
 
 def saved_by_prompt_cache(price: ModelPrice, usage: TokenUsage) -> float:
     """What the prompt cache's reads saved: their price as fresh input minus what they cost."""
     _, cached, _ = _prompt_parts(usage)
-    discount = EXACT.subtract(_dec(price.input), _dec(_or(price.cached_input, price.input)))
-    return _dollars(EXACT.multiply(discount, cached))
+    return _dollars(cached * (price.units[0] - price.units[1]))
 
 
 def _prompt_parts(usage: TokenUsage) -> tuple[int, int, int]:
@@ -245,11 +248,15 @@ def _or(value: float | None, default: float) -> float:
 
 
 @lru_cache(maxsize=1024)
-def _dec(value: float) -> Decimal:
-    """A price as the decimal it was written as (a float's shortest repr: ``0.075``, not 0.07499...)."""
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+def _units(value: float) -> int:
+    """A per-million price as integer units of 1e-14 USD per token (from its shortest decimal repr)."""
+    exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return int((exact * UNITS_PER_DOLLAR_PER_MILLION).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
-def _dollars(micro_total: Decimal) -> float:
-    """Token-count × per-million prices as dollars, rounded to :data:`ROUNDED_TO`."""
-    return float(EXACT.divide(micro_total, PER_TOKENS).quantize(ROUNDED_TO, rounding=ROUND_HALF_EVEN, context=EXACT))
+def _dollars(units: int) -> float:
+    """Integer 1e-14 USD units as dollars, rounded half-even to 10 decimal places."""
+    steps, rest = divmod(units, _UNITS_PER_ROUNDED)
+    if rest * 2 > _UNITS_PER_ROUNDED or (rest * 2 == _UNITS_PER_ROUNDED and steps % 2):
+        steps += 1
+    return steps / 10**10

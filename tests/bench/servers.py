@@ -78,7 +78,9 @@ def start_floor(procs: Procs, upstream: Server) -> Server:
 
 def gateway_config(upstream: Server, metrics_port: int, workers: int = 1,
                    max_in_flight: int | None = None) -> dict[str, Any]:
-    """A config with every layer on, pointed at the bench upstream."""
+    """A config with every layer on, pointed at the bench upstream: caller keys, validation,
+    routing, the memory cache, metrics, JSON logs, cost (a configured price) and the SQLite
+    usage ledger (``usage.db`` in the run's temp dir, beside the config)."""
     api: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "workers": workers, "timeout": 60,
                            "shutdown_timeout": 2}
     if max_in_flight is not None:
@@ -87,12 +89,13 @@ def gateway_config(upstream: Server, metrics_port: int, workers: int = 1,
         "api": api,
         "providers": {
             "bench": {"type": "openai", "api_key": "sk-bench-upstream", "base_url": upstream.url + "/v1",
-                      "models": {MODEL: {}}},
+                      "models": {MODEL: {"pricing": {"input": 2.5, "output": 10, "cached_input": 1.25}}}},
         },
         "routing": {"default_provider": "bench", "default_model": MODEL},
         "caching": {"enabled": True},
         "monitoring": {"metrics_enabled": True, "prometheus_port": metrics_port, "log_level": "INFO"},
         "auth": {"keys": [{"name": "bench", "key": API_KEY}]},
+        "usage": {"database": "sqlite:///usage.db"},
     }
 
 
@@ -109,7 +112,8 @@ def start_gateway(procs: Procs, upstream: Server, name: str = "gateway", workers
 
 
 def check_layers(gateway: Server) -> list[str]:
-    """Problems with the layers that should be on (empty when all are): auth, cache, metrics, logs."""
+    """Problems with the layers that should be on (empty when all are): auth, cache, cost, metrics,
+    logs, the usage ledger."""
     problems = []
     body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "layer check"}]}).encode()
 
@@ -131,6 +135,8 @@ def check_layers(gateway: Server) -> list[str]:
         problems.append(f"chat: status {status} with the key")
     if headers.get("X-Cache") not in ("MISS", "HIT"):
         problems.append(f"cache: X-Cache is {headers.get('X-Cache')!r}")
+    if "X-Gateway-Cost" not in headers:
+        problems.append("cost: no X-Gateway-Cost header")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=10) as resp:
             if b"llm_gateway_requests_total" not in resp.read():
@@ -141,4 +147,6 @@ def check_layers(gateway: Server) -> list[str]:
         gateway.child.wait_for(lambda line: line.get("event") == "request", 5.0)
     except RuntimeError:
         problems.append("logs: no request log line")
+    if gateway.config_path is not None and not (gateway.config_path.parent / "usage.db").exists():
+        problems.append("usage ledger: no usage.db beside the config")
     return problems
