@@ -24,6 +24,7 @@ from tests.bench import phases, report, wrk
 from tests.bench.drive import Driver
 from tests.bench.plan import FULL, QUICK
 from tests.bench.procs import Procs, raise_nofile_limit
+from tests.bench import servers
 from tests.bench.servers import (
     API_KEY,
     MODEL,
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads above c=1 (default 1)")
     parser.add_argument("--measure", type=float, help="seconds per measured plain-load run (overrides the plan)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs) and print it")
+    parser.add_argument("--no-ledger", action="store_true", help="run the gateway without the SQLite usage ledger")
     return parser.parse_args(argv)
 
 
@@ -58,6 +60,7 @@ def _abort(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run every phase and print the table; returns the exit code (130 when aborted)."""
     args = parse_args(argv)
+    servers.WITH_LEDGER = not args.no_ledger
     plan = QUICK if args.quick else FULL
     if args.measure:
         plan = replace(plan, measure_s=args.measure)

@@ -22,6 +22,8 @@ from tests.bench.procs import Child, Procs, free_port
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "bench-caller-key-7f3a"
 MODEL = "bench-model"
+WITH_LEDGER = True
+"""Whether the gateway under test writes the SQLite usage ledger (``--no-ledger`` turns it off)."""
 START_TIMEOUT = 30.0
 
 
@@ -95,7 +97,7 @@ def gateway_config(upstream: Server, metrics_port: int, workers: int = 1,
         "caching": {"enabled": True},
         "monitoring": {"metrics_enabled": True, "prometheus_port": metrics_port, "log_level": "INFO"},
         "auth": {"keys": [{"name": "bench", "key": API_KEY}]},
-        "usage": {"database": "sqlite:///usage.db"},
+        **({"usage": {"database": "sqlite:///usage.db"}} if WITH_LEDGER else {}),
     }
 
 
@@ -147,6 +149,6 @@ def check_layers(gateway: Server) -> list[str]:
         gateway.child.wait_for(lambda line: line.get("event") == "request", 5.0)
     except RuntimeError:
         problems.append("logs: no request log line")
-    if gateway.config_path is not None and not (gateway.config_path.parent / "usage.db").exists():
+    if WITH_LEDGER and gateway.config_path is not None and not (gateway.config_path.parent / "usage.db").exists():
         problems.append("usage ledger: no usage.db beside the config")
     return problems

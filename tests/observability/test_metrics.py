@@ -473,3 +473,31 @@ async def test_cache_backend_errors_are_counted(metered) -> None:
     assert resp.headers["X-Cache"] == "BYPASS"
     result = await scrape(client)
     assert result.value("llm_gateway_cache_errors_total") >= 1
+
+
+# ------------------------------------------------------------------ cost and usage
+
+
+async def test_cost_savings_and_unpriced_requests_are_counted(metered, tmp_path: Path) -> None:
+    config = metered_config(caching={"enabled": True}, usage={"database": f"sqlite:////{tmp_path}/usage.db"},
+                            auth={"keys": [{"name": "svc", "key": "sk-metrics-caller-01", "team": "data"}]})
+    models = config["providers"]["mock"]["models"]
+    models["mock-gpt"]["pricing"] = {"input": 1000, "output": 2000}  # big enough to see in a counter
+    models["mock-free"] = {}
+    client = await metered(config)
+    headers = {"Authorization": "Bearer sk-metrics-caller-01"}
+    for _ in range(2):  # a miss, then a hit
+        resp = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
+        assert resp.status == 200
+    cost = float((await client.post("/v1/chat/completions", json={**CHAT, "user": "other"},
+                                    headers=headers)).headers["X-Gateway-Cost"])
+    unpriced = await client.post("/v1/chat/completions", json={**CHAT, "model": "mock-free"}, headers=headers)
+    assert (await unpriced.json())["usage"]["cost"] is None
+
+    result = await scrape_until(client, lambda r: r.value("llm_gateway_usage_records_total", result="written") >= 4)
+    spent = result.value("llm_gateway_cost_usd_total", provider="mock", model="mock-gpt", caller="svc", team="data")
+    assert spent == pytest.approx(2 * cost)  # the miss and the third request; the hit cost nothing
+    assert result.value("llm_gateway_cache_saved_usd_total", provider="mock", model="mock-gpt") == pytest.approx(cost)
+    assert result.value("llm_gateway_unpriced_requests_total", provider="mock", model="mock-free") == 1
+    assert result.value("llm_gateway_usage_records_total", result="queued") == 4
+    assert result.value("llm_gateway_usage_records_total", result="written") == 4
