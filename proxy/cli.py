@@ -161,9 +161,13 @@ async def serve(config: GatewayConfig, config_path: str | None, reuse_port: bool
     # aiohttp's own shutdown wait is kept short: the drain below is what honours the grace period.
     runner = GatewayRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None,
                            keepalive_timeout=api.idle_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, api.host, api.port, reuse_port=reuse_port or None, backlog=2048)
-    await site.start()
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, api.host, api.port, reuse_port=reuse_port or None, backlog=2048)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # whatever start-up opened (ledger, pool) is closed again
+        raise
     stop = asyncio.Event()
     _install_signal_handlers(app, stop)
     tune_gc()

@@ -61,6 +61,7 @@ class FakeOpenAI:
     keepalive_comments: bool = False
     single_write: bool = False
     drip_interval: float = 0.2
+    split_error_body: bool = False  # error bodies arrive in two writes, 50 ms apart
     script: list[Any] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     streams_closed: int = 0
@@ -98,6 +99,8 @@ class FakeOpenAI:
         if step == "hang":
             await asyncio.sleep(3600)
         if isinstance(step, int):
+            if self.split_error_body:
+                return await self._split_error(request, step)
             return self._error(step)
         if step == "malformed":
             return web.Response(body=b'{"id": "chatcmpl-broken", "choi', content_type="application/json")
@@ -129,6 +132,16 @@ class FakeOpenAI:
         events = [b"data: " + payload + b"\n\n" for payload in payloads]
         for event in [b"".join(events)] if self.single_write else events:
             await response.write(event)
+        return response
+
+    async def _split_error(self, request: web.Request, status: int) -> web.StreamResponse:
+        body = self._error(status).body
+        response = web.StreamResponse(status=status, headers={"Content-Type": "application/json",
+                                                              "Content-Length": str(len(body))})
+        await response.prepare(request)
+        await response.write(body[:20])
+        await asyncio.sleep(0.05)
+        await response.write(body[20:])
         return response
 
     async def _drip(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:

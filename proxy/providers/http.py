@@ -58,7 +58,7 @@ class HttpAdapter(ProviderAdapter):
         if resp.status >= 300:
             try:
                 async with asyncio.timeout(limit):
-                    raw = await resp.content.read(MAX_ERROR_BODY_BYTES)
+                    raw = await read_at_most(resp.content, MAX_ERROR_BODY_BYTES)
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 raw = b""
             finally:
@@ -151,6 +151,19 @@ class HttpAdapter(ProviderAdapter):
         """The failure of an answer that breaks the upstream's protocol (worth a retry)."""
         return UpstreamError(502, f"Upstream '{self.name}' sent {what}.",
                              code=ErrorCode.UPSTREAM_BAD_RESPONSE, retryable=True)
+
+
+async def read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to its end or ``limit`` bytes, whichever comes first (however the network splits it)."""
+    pieces: list[bytes] = []
+    size = 0
+    while size < limit:
+        piece = await content.read(limit - size)
+        if not piece:
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return b"".join(pieces)
 
 
 class StreamProgress:

@@ -156,12 +156,16 @@ async def try_candidate(ctx: RequestContext, health: UpstreamHealth, deployment:
             return NotAnswered(error)
         started = loop.time()
         try:
-            if limits.deadline - started >= deployment.timeout_or(ctx.state.config.api.timeout):
-                value = await attempt(deployment, api_key)  # the adapter's own timeout comes first
+            # A stream's adapter may wait one timeout for its headers and another for its first
+            # event: only when twice that fits before the deadline is no timer of ours needed.
+            if limits.deadline - started >= 2 * deployment.timeout_or(ctx.state.config.api.timeout):
+                value = await attempt(deployment, api_key)
             else:
                 value = await attempt_before(ctx, deployment, api_key, attempt, limits.deadline)
         except UpstreamError as exc:
             error = exc
+        except TimeoutError:  # a timeout no adapter turned into an upstream error
+            error = deadline_error(ctx, deployment)
         except asyncio.CancelledError:
             breaker.release()
             record_attempt(ctx, deployment, "cancelled", 499, started)  # the caller went away
@@ -179,7 +183,7 @@ async def try_candidate(ctx: RequestContext, health: UpstreamHealth, deployment:
             raise error
         if step is NextStep.NEXT_CANDIDATE or retry == limits.retries:
             break
-        delay = retry_delay(ctx.state.config.fallback, retry, error, provider, ring)
+        delay = retry_delay(ctx.state.config.fallback, retry, error, provider, ring, api_key)
         if loop.time() + delay >= limits.deadline:
             break
         await asyncio.sleep(delay)
@@ -207,9 +211,14 @@ async def attempt_before(ctx: RequestContext, deployment: ModelConfig, api_key: 
         async with asyncio.timeout_at(deadline):
             return await attempt(deployment, api_key)
     except TimeoutError:
-        raise UpstreamError(504, f"No answer from '{deployment.provider}' within the request's "
-                            f"deadline of {ctx.state.config.api.timeout:g} s.",
-                            code=ErrorCode.UPSTREAM_TIMEOUT, retryable=False) from None
+        raise deadline_error(ctx, deployment) from None
+
+
+def deadline_error(ctx: RequestContext, deployment: ModelConfig) -> UpstreamError:
+    """The error of an attempt cut by the request's deadline."""
+    return UpstreamError(504, f"No answer from '{deployment.provider}' within the request's "
+                         f"deadline of {ctx.state.config.api.timeout:g} s.",
+                         code=ErrorCode.UPSTREAM_TIMEOUT, retryable=False)
 
 
 def after_failure(health: UpstreamHealth, deployment: ModelConfig, breaker: CircuitBreaker, ring: KeyRing,
@@ -233,9 +242,10 @@ def after_failure(health: UpstreamHealth, deployment: ModelConfig, breaker: Circ
 
 
 def retry_delay(fallback: FallbackConfig, retry: int, error: UpstreamError, provider: ProviderConfig,
-                ring: KeyRing) -> float:
+                ring: KeyRing, api_key: str | None) -> float:
     """How long to wait before the next attempt on the same candidate."""
-    if error.status == 429 and provider.api_keys and ring.ready_in(provider.api_keys) == 0:
+    others = [key for key in provider.api_keys if key != api_key]
+    if error.status == 429 and others and ring.ready_in(others) == 0:
         return 0.0  # another key is ready: switch keys at once
     if error.retry_after is not None:
         return error.retry_after

@@ -1,7 +1,7 @@
 """The ledger in PostgreSQL, through one asyncpg connection.
 
 A batch is one statement: ``INSERT ... SELECT * FROM unnest($1::text[], ...)
-ON CONFLICT (request_id) DO NOTHING``, one array per column, so a thousand
+ON CONFLICT (record_id) DO NOTHING``, one array per column, so a thousand
 rows cost one round trip and a retried batch inserts nothing twice. The
 migrations run in a transaction holding ``pg_advisory_xact_lock``: gateways
 starting together apply each one once, the others wait and find it done.
@@ -26,8 +26,8 @@ STATEMENT_TIMEOUT = 15.0
 APPLICATION_NAME = "llm-gateway usage ledger"
 MIGRATION_LOCK_KEY = 0x6C6C6D67_75736167  # "llmgusag": one key per database, for the migrations only
 _COLUMNS = ", ".join(f'"{name}"' for name in FIELDS)
-_PRUNE = (f"DELETE FROM {TABLE} WHERE request_id IN "
-          f"(SELECT request_id FROM {TABLE} WHERE time < $1 LIMIT $2)")
+_PRUNE = (f"DELETE FROM {TABLE} WHERE record_id IN "
+          f"(SELECT record_id FROM {TABLE} WHERE time < $1 LIMIT $2)")
 _COLUMN_TYPES = ("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
                  "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped")
 
@@ -78,7 +78,7 @@ class PostgresStore:
         types = {name: kind for name, kind in await conn.fetch(_COLUMN_TYPES, TABLE)}
         arrays = ", ".join(f"${i}::{types[name]}[]" for i, name in enumerate(FIELDS, 1))
         self._insert = (f"INSERT INTO {TABLE} ({_COLUMNS}) SELECT * FROM unnest({arrays}) "
-                        f"ON CONFLICT (request_id) DO NOTHING")
+                        f"ON CONFLICT (record_id) DO NOTHING")
 
     async def write(self, rows: Sequence[tuple[Any, ...]]) -> int:
         try:

@@ -10,6 +10,11 @@ from typing import Any
 class UsageRecord:
     """One model request (cache hits and failures included), written to the ledger exactly once.
 
+    ``record_id`` is the gateway's own, unique per request and fixed when the
+    record is made: the ledger is idempotent on it (a retried or replayed batch
+    never doubles a row). ``request_id`` is the id the caller saw
+    (``X-Request-Id``), which a caller may reuse, so it is not the key.
+
     ``time`` is Unix seconds (UTC). Token counts are the upstream's exact
     usage (0 when none was reported); ``cached_tokens`` are prompt tokens read
     from the provider's prompt cache and ``cache_write_tokens`` prompt tokens
@@ -18,6 +23,7 @@ class UsageRecord:
     saved (a cache hit: what the upstream would have charged).
     """
 
+    record_id: str
     request_id: str
     time: float
     endpoint: str

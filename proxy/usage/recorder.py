@@ -7,6 +7,7 @@ raises); the ledger writes in batches off the request path.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,6 +31,7 @@ def usage_record(ctx: RequestContext, wall_now: float, perf_now: float) -> Usage
     """The ledger record of a finished request, from its context."""
     deployment = ctx.deployment
     return UsageRecord(
+        record_id=os.urandom(12).hex(),
         request_id=ctx.request_id,
         time=wall_now - (perf_now - ctx.started),
         endpoint=ctx.endpoint or "none",

@@ -1,7 +1,8 @@
 """The ledger's tables, as versioned migrations for SQLite and PostgreSQL.
 
-One row per model request in ``usage_records``, keyed by ``request_id`` (so
-writing a record twice keeps one row). ``time`` is Unix seconds (UTC), which
+One row per model request in ``usage_records``, keyed by ``record_id`` (the
+gateway's own id for the request, so writing a record twice keeps one row;
+``request_id``, the caller's ``X-Request-Id``, may repeat). ``time`` is Unix seconds (UTC), which
 both dialects group by day and hour with the same arithmetic. Migrations are
 applied in order at start; ``schema_migrations`` records which ran. Each is a
 list of statements per dialect; never edit one that has shipped, add the next.
@@ -16,7 +17,7 @@ MIGRATIONS_TABLE = "schema_migrations"
 
 _COLUMN_TYPES = {
     "sqlite": {
-        "request_id": "TEXT PRIMARY KEY", "time": "REAL NOT NULL", "endpoint": "TEXT NOT NULL",
+        "record_id": "TEXT PRIMARY KEY", "request_id": "TEXT NOT NULL", "time": "REAL NOT NULL", "endpoint": "TEXT NOT NULL",
         "status": "INTEGER NOT NULL", "prompt_tokens": "INTEGER NOT NULL DEFAULT 0",
         "completion_tokens": "INTEGER NOT NULL DEFAULT 0", "cached_tokens": "INTEGER NOT NULL DEFAULT 0",
         "cache_write_tokens": "INTEGER NOT NULL DEFAULT 0", "cost_usd": "REAL",
@@ -24,7 +25,7 @@ _COLUMN_TYPES = {
         "stream": "INTEGER NOT NULL DEFAULT 0",
     },
     "postgresql": {
-        "request_id": "TEXT PRIMARY KEY", "time": "DOUBLE PRECISION NOT NULL", "endpoint": "TEXT NOT NULL",
+        "record_id": "TEXT PRIMARY KEY", "request_id": "TEXT NOT NULL", "time": "DOUBLE PRECISION NOT NULL", "endpoint": "TEXT NOT NULL",
         "status": "INTEGER NOT NULL", "prompt_tokens": "BIGINT NOT NULL DEFAULT 0",
         "completion_tokens": "BIGINT NOT NULL DEFAULT 0", "cached_tokens": "BIGINT NOT NULL DEFAULT 0",
         "cache_write_tokens": "BIGINT NOT NULL DEFAULT 0", "cost_usd": "DOUBLE PRECISION",
@@ -46,6 +47,7 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
             _create_table(dialect),
             f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (time)",
             f"CREATE INDEX IF NOT EXISTS {TABLE}_caller_time ON {TABLE} (caller, time)",
+            f"CREATE INDEX IF NOT EXISTS {TABLE}_request_id ON {TABLE} (request_id)",
         ]
         for dialect in ("sqlite", "postgresql")
     },

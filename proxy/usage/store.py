@@ -1,7 +1,7 @@
 """What the ledger needs from a database, and the URL helpers both stores share.
 
 A store writes batches of rows (tuples in :data:`~proxy.usage.record.FIELDS`
-order) idempotently: a row whose ``request_id`` is already there is skipped,
+order) idempotently: a row whose ``record_id`` is already there is skipped,
 so a batch retried after an error, or replayed from the spool, never doubles a
 record. ``write`` raises on any trouble; ``is_data_error`` tells the rows'
 own fault (a value the database refuses: the batch is split to find it) from

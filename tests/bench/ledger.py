@@ -27,7 +27,7 @@ TARGET = 20_000
 def make_records(n: int) -> list[UsageRecord]:
     now = time.time()
     run = uuid.uuid4().hex[:8]
-    return [UsageRecord(request_id=f"{run}-{i:08d}", time=now + i * 1e-4, endpoint="/v1/chat/completions",
+    return [UsageRecord(record_id=f"{run}-{i:08d}", request_id=f"{run}-{i:08d}", time=now + i * 1e-4, endpoint="/v1/chat/completions",
                         status=200, caller="bench", team="perf", provider="openai", model="gpt-4o-mini",
                         upstream_model="gpt-4o-mini-2024-07-18", prompt_tokens=120 + i % 50,
                         completion_tokens=40, cached_tokens=0, cost_usd=0.000042, latency_ms=312.5,

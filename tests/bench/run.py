@@ -20,11 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.bench import phases, report, wrk
+from tests.bench import phases, report, servers, wrk
 from tests.bench.drive import Driver
 from tests.bench.plan import FULL, QUICK
 from tests.bench.procs import Procs, raise_nofile_limit
-from tests.bench import servers
 from tests.bench.servers import (
     API_KEY,
     MODEL,

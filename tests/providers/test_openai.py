@@ -138,3 +138,13 @@ def without_cost(usage: dict) -> dict:
     """An answer's usage without the gateway's ``cost`` (which must be there)."""
     assert "cost" in usage
     return {k: v for k, v in usage.items() if k != "cost"}
+
+
+async def test_an_error_body_that_arrives_in_pieces_is_read_whole(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.script, fake.split_error_body = [400], True
+    client = await gateway(make_config(url))
+    resp = await client.post("/v1/chat/completions", json=CHAT)
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "fake_failure" and error["message"] == fake.fail_message

@@ -308,3 +308,15 @@ async def test_no_storm_when_every_upstream_is_down(gateway, upstreams) -> None:
     print(f"storm: {sent_upstream} upstream attempts for 1000 requests (naive {naive}) in {elapsed:.2f}s")
     assert sent_upstream < naive // 20, sent_upstream
     assert elapsed < 30
+
+
+async def test_a_bare_429_on_the_only_key_backs_off_before_the_retry(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    fake.script = [429]  # no Retry-After
+    config = make_config(url, fallback={"enabled": True, "max_retries": 1, "retry_delay": 0.4})
+    client = await gateway(config)
+    started = time.monotonic()
+    resp = await client.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": [
+        {"role": "user", "content": "hi"}]})
+    assert resp.status == 200 and len(fake.received) == 2
+    assert time.monotonic() - started >= 0.2  # retry_delay jittered to 50-100 %, not an instant retry

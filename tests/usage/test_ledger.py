@@ -34,7 +34,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def rec(i: int | str, **fields: Any) -> UsageRecord:
-    values: dict[str, Any] = dict(request_id=f"req-{i}", time=time.time(), endpoint="/v1/chat/completions",
+    values: dict[str, Any] = dict(record_id=f"rec-{i}", request_id=f"req-{i}", time=time.time(), endpoint="/v1/chat/completions",
                                   status=200, caller="alice", model="gpt", prompt_tokens=3, completion_tokens=4,
                                   cost_usd=0.25, latency_ms=12.5, stream=True)
     values.update(fields)

@@ -113,3 +113,18 @@ async def test_two_gateways_share_one_postgres_ledger_and_usage_sums_both(gatewa
     finally:
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
         await conn.close()
+
+
+async def test_a_caller_reusing_its_request_id_has_every_request_recorded(gateway_process: Any,
+                                                                        tmp_path: Path) -> None:
+    gw = gateway_process(make_config(usage={"database": "sqlite:///usage.db"}))
+    port = await gw.await_started()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(5):
+            async with session.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=CHAT,
+                                    headers={"X-Request-Id": "the-same-id"}) as resp:
+                assert resp.status == 200 and resp.headers["X-Request-Id"] == "the-same-id"
+    gw.send(signal.SIGTERM)
+    assert await gw.await_exit() == 0
+    rows = sqlite_rows(tmp_path / "usage.db", "SELECT record_id FROM usage_records WHERE request_id = 'the-same-id'")
+    assert len(rows) == 5 and len({r[0] for r in rows}) == 5

@@ -42,6 +42,7 @@ def ts(text: str) -> float:
 def record(when: str, **fields: Any) -> UsageRecord:
     """A record at ``when`` with defaults for what a test does not care about."""
     fields.setdefault("request_id", uuid.uuid4().hex)
+    fields.setdefault("record_id", uuid.uuid4().hex)
     fields.setdefault("endpoint", "chat")
     fields.setdefault("status", 200)
     return UsageRecord(time=ts(when), **fields)
