@@ -259,14 +259,8 @@ class _Generator:
         low, high = _bounds(schema)
         step = schema.get("multipleOf")
         step = step if isinstance(step, int) and not isinstance(step, bool) and step > 0 else 1
-        first = math.ceil(low) if low is not None else None
-        last = math.floor(high) if high is not None else None
-        if first is None and last is None:
-            first, last = 1, 100
-        elif first is None:
-            first = last - 100
-        elif last is None:
-            last = first + 100
+        first, last = _span(math.ceil(low) if low is not None else None,
+                            math.floor(high) if high is not None else None, (1, 100))
         first, last = -(-first // step) * step, last // step * step
         if first > last:
             return first  # no integer meets the bounds: the nearest try
@@ -277,12 +271,7 @@ class _Generator:
         step = schema.get("multipleOf")
         if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0:
             return self.multiple(low, high, step)
-        if low is None and high is None:
-            low, high = 0.0, 100.0
-        elif low is None:
-            low = high - 100.0
-        elif high is None:
-            high = low + 100.0
+        low, high = _span(low, high, (0.0, 100.0))
         if high <= low:
             return low
         value = round(low + (high - low) * (0.05 + 0.9 * self.rng.random()), 2)
@@ -383,3 +372,14 @@ def _formatted(fmt: Any, hint: str, rng: random.Random) -> str | None:
     if fmt == "ipv6":
         return f"2001:db8::{rng.randrange(1, 0xFFFF):x}"
     return None
+
+
+def _span(low: Any, high: Any, default: tuple[Any, Any]) -> tuple[Any, Any]:
+    """Both ends of a range: a missing end lies 100 from the other; with neither, ``default``."""
+    if low is None and high is None:
+        return default
+    if low is None:
+        return high - 100, high
+    if high is None:
+        return low, low + 100
+    return low, high
