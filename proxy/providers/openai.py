@@ -110,7 +110,14 @@ class OpenAIAdapter(HttpAdapter):
         return batch, None
 
     def handle_chunk(self, data: bytes, call: UpstreamCall, stream: ChatStream) -> bytes | None:
-        """Inspect one upstream chunk: redact secrets, keep usage, surface errors, drop unasked usage chunks."""
+        """Inspect one upstream chunk: redact secrets, keep usage, surface errors.
+
+        The usage stays with the gateway (``stream.usage``) unless the call asks
+        for it (``include_usage``): a usage-only chunk is dropped, and usage on a
+        chunk that also carries choices (vLLM's continuous usage stats) is taken
+        off it, so that a caller who gets the gateway's own usage chunk never
+        counts tokens twice.
+        """
         data = self.redactor.scrub(data)
         if b'"error"' in data:
             doc = _loads_or_none(data)
@@ -120,8 +127,11 @@ class OpenAIAdapter(HttpAdapter):
             doc = _loads_or_none(data)
             if isinstance(doc, dict) and isinstance(doc.get("usage"), dict):
                 stream.usage = doc["usage"]
-                if not doc.get("choices") and not call.include_usage:
-                    return None
+                if not call.include_usage:
+                    if not doc.get("choices"):
+                        return None
+                    doc["usage"] = None
+                    return orjson.dumps(doc)
         return data
 
 

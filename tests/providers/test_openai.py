@@ -148,3 +148,18 @@ async def test_an_error_body_that_arrives_in_pieces_is_read_whole(gateway, fake_
     assert resp.status == 400
     error = (await resp.json())["error"]
     assert error["code"] == "fake_failure" and error["message"] == fake.fail_message
+
+
+async def test_usage_on_a_chunk_with_choices_is_reported_once(gateway, fake_openai) -> None:
+    fake, url = fake_openai
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}
+    fake.script = [[orjson.dumps(chunk), b"[DONE]"]]
+    client = await gateway(make_config(url))
+    resp = await client.post("/v1/chat/completions",
+                             json={**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    events = [orjson.loads(e) for e in sse_data(await resp.text()) if e != "[DONE]"]
+    with_usage = [e for e in events if e.get("usage")]
+    assert len(with_usage) == 1 and with_usage[0]["choices"] == []
+    assert with_usage[0]["usage"]["total_tokens"] == 6 and "cost" in with_usage[0]["usage"]
