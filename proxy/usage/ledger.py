@@ -61,7 +61,9 @@ except ImportError:  # pragma: no cover - Windows: spool files are not locked
 __all__ = ["Ledger", "LedgerError", "LedgerStats", "Spool", "redacted_url", "resolve_paths"]
 
 BATCH_SIZE = 1000
-FLUSH_INTERVAL = 0.1
+FLUSH_INTERVAL = 1.0
+SPOOL_INTERVAL = 0.1
+"""Seconds between writes of the overflow to the spool file (a local append, kept prompt)."""
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
 SPOOL_BACKLOG = 50_000  # records on their way to the spool file, at most (or max_queued if larger)
@@ -448,7 +450,7 @@ class Ledger:
         while not self._closing:
             self._spool_wake.clear()
             try:
-                await asyncio.wait_for(self._spool_wake.wait(), self._flush_interval)
+                await asyncio.wait_for(self._spool_wake.wait(), SPOOL_INTERVAL)
             except asyncio.TimeoutError:
                 pass
             try:

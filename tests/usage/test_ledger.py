@@ -178,7 +178,7 @@ async def test_sqlite_records_arrive_within_the_flush_interval_each_once(tmp_pat
     assert db.exists()  # relative to config_dir
     for i in range(3):
         ledger.record(rec(i))
-    await asyncio.sleep(0.4)  # no drain: the writer's own pace
+    await asyncio.sleep(1.5)  # no drain: the writer's own pace (at least once a second)
     assert sorted(sqlite_rows(db)) == [(f"req-{i}", 3) for i in range(3)]
 
     for i in range(2500):  # more than two batches, with duplicates of what is there and of each other
