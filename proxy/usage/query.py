@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, Sequenc
 from aiohttp import web
 
 from proxy.errors import ErrorCode, GatewayError
+from proxy.usage.ledger import resolve_paths
 from proxy.usage.schema import TABLE
 
 if TYPE_CHECKING:
@@ -246,12 +247,6 @@ def shape_summary(query: UsageQuery, rows: Sequence[Sequence[Any]], totals: Sequ
 # ------------------------------------------------------------------ the reader
 
 
-def sqlite_path(database: str, config_dir: str) -> str:
-    """The file a ``sqlite:///relative.db`` (against ``config_dir``) or ``sqlite:////abs.db`` URL names."""
-    path = database[len("sqlite:///"):]
-    return path if os.path.isabs(path) else os.path.join(config_dir, path)
-
-
 class UsageReader:
     """Reads the ledger's database; open with :meth:`open`, close with :meth:`close`."""
 
@@ -267,7 +262,9 @@ class UsageReader:
         """A reader for ``usage.database``; no connection is made until the first question."""
         database = usage.database
         if database.startswith("sqlite:///"):
-            return cls("sqlite", path=sqlite_path(database, usage.config_dir), limit=limit)
+            # The file the ledger writes: the same resolution, the package's own folder avoided.
+            _, path, _ = resolve_paths(usage)
+            return cls("sqlite", path=path, limit=limit)
         if database.startswith(("postgresql://", "postgres://")):
             import asyncpg
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from proxy.usage.query import UsageQuery
@@ -205,3 +208,24 @@ def test_the_table_aligns_and_shows_missing_groups_as_a_dash() -> None:
     no_groups = format_table({**doc, "group_by": [], "data": [metrics], "truncated": False}).splitlines()
     assert no_groups[1].split() == ["requests", "prompt", "completion", "cached", "cost", "errors"]
     assert len(no_groups) == 4 and no_groups[3].split()[0] == "1,234"  # the totals, once
+
+
+async def test_the_packaged_defaults_ledger_is_the_one_usage_reads(gateway_process: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"  # a data home of this test's own, so only its requests are in it
+    env = child_env(XDG_DATA_HOME=str(home))
+    gw = gateway_process(None, env=env, cwd=tmp_path)
+    port = await gw.await_started()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={
+                    "model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}) as resp:
+                assert resp.status == 200
+        await asyncio.sleep(1.5)  # the ledger writes at least once a second
+        async with session.get(f"http://127.0.0.1:{port}/v1/usage") as resp:
+            served = await resp.json()
+    gw.send(signal.SIGTERM)
+    assert await gw.await_exit() == 0
+    assert (home / "llm-gateway" / "usage.db").exists()  # not inside the package
+    assert served["totals"]["requests"] == 3 and served["totals"]["cost_usd"] > 0
+    printed = usage_cli("--json", cwd=tmp_path, XDG_DATA_HOME=str(home))
+    assert printed.returncode == 0 and json.loads(printed.stdout)["totals"]["requests"] == 3
