@@ -146,11 +146,16 @@ async def try_candidate(ctx: RequestContext, health: UpstreamHealth, deployment:
     loop = asyncio.get_running_loop()
     error: UpstreamError | None = None
     for retry in range(limits.retries + 1):
-        skip = blocked(health, deployment, breaker, ring, provider)
+        skip = blocked(health, deployment, breaker)
+        api_key = None
+        if skip is None and provider.api_keys:
+            api_key = ring.pick(provider.api_keys)
+            if api_key is None:  # every key rests
+                breaker.release()
+                skip = Skip(SkipReason.KEYS_RESTING, ring.ready_in(provider.api_keys))
         if skip is not None:
             limits.skips.append(skip)
             return NotAnswered(error, skip)
-        api_key = ring.pick(provider.api_keys) if provider.api_keys else None
         if loop.time() >= limits.deadline:
             breaker.release()
             return NotAnswered(error)
@@ -190,17 +195,14 @@ async def try_candidate(ctx: RequestContext, health: UpstreamHealth, deployment:
     return NotAnswered(error)
 
 
-def blocked(health: UpstreamHealth, deployment: ModelConfig, breaker: CircuitBreaker, ring: KeyRing,
-            provider: ProviderConfig) -> Skip | None:
-    """Why ``deployment`` cannot be tried now (claiming the breaker's probe when it can), or ``None``."""
+def blocked(health: UpstreamHealth, deployment: ModelConfig, breaker: CircuitBreaker) -> Skip | None:
+    """Why ``deployment``'s provider or breaker lets no attempt through now (claiming the breaker's
+    probe when it does), or ``None``; resting keys are found when a key is picked."""
     breakers = health.breakers
     if breakers.provider_down(deployment.provider):
         return Skip(SkipReason.PROVIDER_DOWN, breakers.provider_retry_in(deployment.provider))
     if not breaker.allow():
         return Skip(SkipReason.BREAKER_OPEN, breaker.retry_in())
-    if provider.api_keys and ring.ready_in(provider.api_keys) > 0:
-        breaker.release()
-        return Skip(SkipReason.KEYS_RESTING, ring.ready_in(provider.api_keys))
     return None
 
 

@@ -123,7 +123,7 @@ async def write_batch(response: web.StreamResponse, batch: list[bytes], tag: byt
 def within_limits(plan: tuple[ModelConfig, ...], body: dict[str, Any]) -> tuple[ModelConfig, ...]:
     """The plan without fallbacks whose ``max_tokens`` is below what the request asks for.
 
-    The routed model itself is checked by :func:`upstream_chat_body`, which
+    The routed model itself is checked by :func:`check_max_tokens`, which
     refuses the request with a 400 naming the limit.
     """
     requested = requested_max_tokens(body)
@@ -148,17 +148,19 @@ async def first_batch(stream: ChatStream, provider: str) -> list[bytes]:
 
 @dataclass(slots=True)
 class ChatAttempt:
-    """A plain chat completion from one deployment: the answer, in OpenAI's shape."""
+    """A plain chat completion from one deployment: the answer, in OpenAI's shape.
+
+    Its upstream call never asks the adapter for a stream's usage chunk: the
+    gateway keeps the usage and writes the caller's usage chunk itself, with cost.
+    """
 
     ctx: RequestContext
-    include_usage: bool
 
     def call(self, deployment: ModelConfig, api_key: str | None) -> UpstreamCall:
         """The upstream call for ``deployment``: the caller's body with the model's defaults."""
         assert self.ctx.body is not None
         return UpstreamCall(model=deployment, body=upstream_chat_body(self.ctx.body, deployment),
-                            request_id=self.ctx.request_id, include_usage=self.include_usage,
-                            api_key=api_key)
+                            request_id=self.ctx.request_id, api_key=api_key)
 
     async def __call__(self, deployment: ModelConfig, api_key: str | None) -> dict[str, Any]:
         return await self.ctx.state.adapters[deployment.provider].chat(self.call(deployment, api_key))
@@ -206,11 +208,10 @@ async def complete_chat(request: web.Request, ctx: RequestContext) -> web.Stream
     plan = within_limits(ctx.route.candidates, ctx.body)
     health = request.app[UPSTREAM_HEALTH]
     if ctx.stream:
-        # Adapters keep the usage to themselves; the gateway writes the caller's usage chunk, with cost.
-        opened = await run_plan(ctx, health, plan, StreamAttempt(ctx, include_usage=False))
+        opened = await run_plan(ctx, health, plan, StreamAttempt(ctx))
         return await relay_stream(request, ctx, opened.value.stream, opened.value.first,
                                   opened.deployment.provider, include_usage_requested(ctx.body))
-    answered = await run_plan(ctx, health, plan, ChatAttempt(ctx, include_usage=False))
+    answered = await run_plan(ctx, health, plan, ChatAttempt(ctx))
     return answer_response(request, ctx, answered.value, answered.deployment.provider)
 
 
@@ -253,6 +254,7 @@ async def relay_stream(
     """
     tag = provider_tag(provider)
     assembler = CompletionAssembler() if ctx.cache_key is not None else None
+    charged = False
     try:
         response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
         await response.prepare(request)
@@ -274,18 +276,19 @@ async def relay_stream(
                     await response.write(data_event(orjson.dumps(SHUTDOWN_ERROR.payload())))
             raise
         else:
-            cost = charge(ctx, stream.usage)
+            cost, charged = charge(ctx, stream.usage), True
             if include_usage and stream.usage is not None:
                 await response.write(usage_chunk(first[0], stream.usage, cost, provider))
             await response.write(DONE_EVENT)
             if assembler is not None and assembler.complete:
-                assembler.usage = assembler.usage or stream.usage
+                assembler.usage = stream.usage  # adapters keep the usage chunk to themselves
                 store_answer(request, ctx, orjson.dumps({**assembler.completion(), "provider": provider}))
         await response.write_eof()
         return response
     finally:
         await stream.aclose()
-        charge(ctx, stream.usage)
+        if not charged:  # a stream cut or cancelled: price what the upstream reported so far
+            charge(ctx, stream.usage)
 
 
 async def create_embeddings(request: web.Request, ctx: RequestContext) -> web.Response:
