@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any, AsyncIterator, Callable, Mapping
 
 from aiohttp import web
@@ -12,6 +14,9 @@ from proxy.cache.store import RESPONSE_CACHE, ResponseCache
 from proxy.config import GatewayConfig
 from proxy.config.reload import WATCHER, ConfigWatcher
 from proxy.lifecycle import LIFECYCLE, Lifecycle
+from proxy.limits.limiter import LIMITER, Limiter, follow_budget_levels
+from proxy.limits.rebuild import restore_budgets
+from proxy.limits.stage import LimitsSettler
 from proxy.observability.metrics import METRICS, install_metrics
 from proxy.observability.observers import OBSERVERS
 from proxy.pipeline.access_log import access_log_middleware, add_gateway_headers
@@ -21,7 +26,7 @@ from proxy.upstream.health import UPSTREAM_HEALTH, UpstreamHealth
 from proxy.upstream.pool import POOL, UpstreamPool
 from proxy.usage.costing import warn_unpriced
 from proxy.usage.ledger import LEDGER, Ledger
-from proxy.usage.query import usage_reader_context
+from proxy.usage.query import USAGE_READER, usage_reader_context
 from proxy.usage.recorder import LedgerRecorder
 
 PIPELINE = (
@@ -88,7 +93,12 @@ def create_app(
     if config.usage is not None:
         app.cleanup_ctx.append(usage_ledger(config))
         app.cleanup_ctx.append(usage_reader_context(config.usage))
+    app.cleanup_ctx.append(limits_context(config))
     install_metrics(app, config)
+    if config.monitoring.tracing is not None:
+        from proxy.observability.tracing import install_tracing  # only then: no OpenTelemetry import when off
+
+        install_tracing(app, config.monitoring.tracing)
     return app
 
 
@@ -110,5 +120,29 @@ def usage_ledger(config: GatewayConfig) -> Callable[[web.Application], AsyncIter
             metrics.follow_ledger(ledger.stats)
         yield
         await ledger.close(timeout=min(10.0, config.api.shutdown_timeout or 1.0))
+
+    return context
+
+
+def limits_context(config: GatewayConfig) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context: the limiter (memory or Redis), its settling observer and its budget gauges;
+    with the memory backend, budgets' spend restored from the usage ledger at start."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        limiter = Limiter.for_config(config)
+        app[LIMITER] = limiter
+        app[OBSERVERS].append(LimitsSettler(limiter))
+        reader = app.get(USAGE_READER)
+        if reader is not None and config.auth.limited():
+            await restore_budgets(limiter, config, reader)
+        metrics = app.get(METRICS)
+        if metrics is not None:
+            metrics.follow_limits(limiter)
+        follower = asyncio.get_running_loop().create_task(follow_budget_levels(app, limiter))
+        yield
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        await limiter.close()
 
     return context

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from proxy.config import ModelConfig
+    from proxy.config import AuthKey, ModelConfig
+    from proxy.limits.model import Reservation
     from proxy.pipeline.routing import Route
     from proxy.state import GatewayState
 
@@ -24,7 +25,9 @@ class RequestContext:
     caller: str | None = None
     team: str | None = None
     admin: bool = False  # the caller's key is marked ``admin`` in ``auth.keys``
+    key: "AuthKey | None" = None  # the caller's configured key (None with auth off)
     body: dict[str, Any] | None = None
+    body_bytes: int = 0  # the request body's size
     task_type: str | None = None
     user: str | None = None
     agent: str | None = None
@@ -46,7 +49,11 @@ class RequestContext:
     first_byte_at: float | None = None
     fallback_from: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    reservation: "Reservation | None" = None  # what the request holds against its limits
+    limit_headers: dict[str, str] | None = None  # x-ratelimit-* for the answer
+    limited_by: tuple[str, str, str] | None = None  # (scope, name, limit) that refused it
     notes: list[str] = field(default_factory=list)
+    trace: Any = None  # the request's trace context when tracing is on (proxy/observability/tracing.py)
 
     def use_model(self, model: "ModelConfig") -> None:
         """The model the request is (now) for: the routed one, then the one that answered."""

@@ -55,6 +55,9 @@ class ErrorCode(enum.StrEnum):
     INVALID_API_KEY = "invalid_api_key"
     # limits
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    MODEL_NOT_ALLOWED = "model_not_allowed"
+    LIMITS_UNAVAILABLE = "limits_unavailable"
     GATEWAY_OVERLOADED = "gateway_overloaded"
     # upstreams
     UPSTREAM_AUTH_FAILED = "upstream_auth_failed"
@@ -128,7 +131,7 @@ def from_http_exception(exc: web.HTTPException) -> GatewayError:
     status = exc.status
     if status == 404:
         return GatewayError(404, "Unknown path. The gateway serves /v1/chat/completions, "
-                            "/v1/embeddings, /v1/models, /v1/usage and /health.", code=ErrorCode.NOT_FOUND)
+                            "/v1/embeddings, /v1/models, /v1/usage, /v1/limits and /health.", code=ErrorCode.NOT_FOUND)
     if status == 405:
         allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
         headers = {"Allow": allowed} if allowed else None

@@ -18,6 +18,7 @@ from proxy.app import create_app
 from proxy.config import parse_config
 from proxy.observability import logs
 from tests.fakes import FakeOpenAI
+from tests.own_redis import own_redis  # noqa: F401 - a fixture, for every test module
 from tests.process import GatewayProcess, write_config
 
 GatewayFactory = Callable[..., Awaitable[TestClient]]

@@ -11,6 +11,9 @@ from aiohttp import web
 from proxy import __version__
 from proxy.context import CONTEXT_KEY
 from proxy.errors import ErrorCode, GatewayError
+from proxy.limits.limiter import LIMITER
+from proxy.limits.model import LimitsUnavailable
+from proxy.limits.view import limits_view
 from proxy.state import STATE
 from proxy.upstream.forwarding import complete_chat, create_embeddings
 from proxy.upstream.health import UPSTREAM_HEALTH
@@ -79,6 +82,26 @@ async def usage(request: web.Request) -> web.Response:
     query = UsageQuery.from_params(request.query, time.time())
     everyone = ctx.admin or not ctx.state.config.auth.enabled
     return json_response(await reader.summary(query, None if everyone else ctx.caller))
+
+
+@endpoint("limits")
+async def limits(request: web.Request) -> web.Response:
+    """``GET /v1/limits``: the caller's own limits (its key's and its team's) and what is left of each.
+
+    Not counted against them. With auth off there is no caller, and no limits.
+    """
+    ctx = request[CONTEXT_KEY]
+    key = ctx.key
+    if key is None:
+        return json_response(limits_view(None, None, [], []))
+    limiter = request.app[LIMITER]
+    scopes = limiter.scopes_for(ctx.state.config, key)
+    try:
+        readings = await limiter.backend.read(scopes)
+    except LimitsUnavailable:
+        raise GatewayError(503, "Limits cannot be read right now (their store is unreachable); "
+                           "retry shortly.", code=ErrorCode.LIMITS_UNAVAILABLE) from None
+    return json_response(limits_view(key.name, key.team, scopes, readings))
 
 
 @endpoint("health")

@@ -11,6 +11,7 @@ ROUTES: tuple[tuple[str, str, handlers.Handler], ...] = (
     ("POST", "/v1/embeddings", handlers.embeddings),
     ("GET", "/v1/models", handlers.list_models),
     ("GET", "/v1/usage", handlers.usage),
+    ("GET", "/v1/limits", handlers.limits),
     ("GET", "/health", handlers.health),
 )
 

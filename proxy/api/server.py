@@ -23,6 +23,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from proxy.errors import ErrorCode, GatewayError
+from proxy.ids import new_request_id
 from proxy.observability.logs import timestamp, write_line
 
 _PID = os.getpid()
@@ -52,7 +53,7 @@ class GatewayRequestHandler(RequestHandler):
         response.force_close()
         write_line({
             "time": timestamp(), "level": "WARNING", "event": "request",
-            "request_id": os.urandom(16).hex(), "pid": _PID, "method": "", "path": "",
+            "request_id": new_request_id(), "pid": _PID, "method": "", "path": "",
             "status": error.status, "latency_ms": 0.0, "error": error.code,
         })
         return response

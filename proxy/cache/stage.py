@@ -68,6 +68,13 @@ def cache_directives(request: web.Request) -> frozenset[str]:
 
 async def answer_from_cache(request: web.Request, ctx: RequestContext) -> web.StreamResponse | None:
     """The cached answer, if there is one; otherwise mark the request so forwarding stores its answer."""
+    stored = await lookup_cache(request, ctx)
+    return None if stored is None else await serve_hit(request, ctx, stored)
+
+
+async def lookup_cache(request: web.Request, ctx: RequestContext) -> bytes | None:
+    """The stored answer for this request (``ctx.cache`` says ``HIT``), or ``None`` (``MISS``/``BYPASS``),
+    in which case the request is marked so forwarding stores its answer."""
     cache = request.app[RESPONSE_CACHE]
     if not cache.usable():
         ctx.cache = BYPASS
@@ -85,7 +92,7 @@ async def answer_from_cache(request: web.Request, ctx: RequestContext) -> web.St
         return None
     ctx.cache = HIT
     ctx.cache_key = None
-    return await serve_hit(request, ctx, stored)
+    return stored
 
 
 async def serve_hit(request: web.Request, ctx: RequestContext, stored: bytes) -> web.StreamResponse:

@@ -10,10 +10,13 @@ from proxy.config.model import (
     ApiConfig,
     AuthConfig,
     AuthKey,
+    Budget,
     CachingConfig,
     ConfigError,
     FallbackConfig,
     GatewayConfig,
+    Limits,
+    LimitsConfig,
     MockSettings,
     ModelConfig,
     MonitoringConfig,
@@ -24,7 +27,8 @@ from proxy.config.model import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_RETRY_AFTER", "ApiConfig", "AuthConfig", "AuthKey",
+    "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_RETRY_AFTER", "ApiConfig", "AuthConfig", "AuthKey", "Budget",
+    "Limits", "LimitsConfig",
     "CachingConfig", "ConfigError", "FallbackConfig", "GatewayConfig", "MockSettings", "ModelConfig",
     "MonitoringConfig", "ProviderConfig", "RoutingConfig", "RoutingRule", "load_config", "parse_config",
     "with_api_overrides",

@@ -23,16 +23,20 @@ from proxy.config.model import (
     ApiConfig,
     AuthConfig,
     AuthKey,
+    Budget,
     CachingConfig,
     ConfigError,
     FallbackConfig,
     GatewayConfig,
+    Limits,
+    LimitsConfig,
     MockSettings,
     ModelConfig,
     MonitoringConfig,
     ProviderConfig,
     RoutingConfig,
     RoutingRule,
+    TracingConfig,
     UsageConfig,
 )
 from proxy.providers import ADAPTERS
@@ -120,6 +124,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def _build(doc: dict[str, Any], unset: dict[str, str], source: str | None) -> GatewayConfig:
     api = ApiConfig(**doc.get("api", {}))
+    limits = _build_limits_section(doc.get("limits", {}))
     providers = MappingProxyType(
         {name: _build_provider(name, body, unset) for name, body in doc["providers"].items()}
     )
@@ -136,13 +141,13 @@ def _build(doc: dict[str, Any], unset: dict[str, str], source: str | None) -> Ga
         caching=CachingConfig(**doc.get("caching", {})),
         fallback=FallbackConfig(),
         monitoring=_build_monitoring(doc.get("monitoring", {})),
-        auth=_build_auth(doc.get("auth", {})),
+        auth=_build_auth(doc.get("auth", {}), limits.default),
         models_by_name=frozen_index,
         source=source,
     )
     routing = _build_routing(doc["routing"], partial)
     fallback = _build_fallback(doc.get("fallback", {}), partial)
-    return GatewayConfig(
+    config = GatewayConfig(
         api=api,
         providers=providers,
         routing=routing,
@@ -153,7 +158,10 @@ def _build(doc: dict[str, Any], unset: dict[str, str], source: str | None) -> Ga
         models_by_name=frozen_index,
         source=source,
         usage=_build_usage(doc.get("usage"), source),
+        limits=limits,
     )
+    _check_limits(config)
+    return config
 
 
 def _build_usage(body: dict[str, Any] | None, source: str | None) -> UsageConfig | None:
@@ -283,10 +291,58 @@ def _build_monitoring(body: dict[str, Any]) -> MonitoringConfig:
     settings = dict(body)
     if "log_level" in settings:
         settings["log_level"] = settings["log_level"].upper()
+    tracing = settings.pop("tracing", None)
+    if tracing and tracing.get("otlp_endpoint"):  # an empty endpoint (an unset ${VAR:-}) means off
+        settings["tracing"] = TracingConfig(**tracing)
     return MonitoringConfig(**settings)
 
 
-def _build_auth(body: dict[str, Any]) -> AuthConfig:
+def _build_limits(body: dict[str, Any] | None, inherited: Limits = Limits()) -> Limits:
+    """A ``limits`` object; fields it does not set come from ``inherited``."""
+    if not body:
+        return inherited
+    budget = inherited.budget
+    if "budget" in body:
+        budget = Budget(usd=float(body["budget"]["usd"]), period=body["budget"]["period"])
+    models = inherited.models
+    if "models" in body:
+        models = frozenset(body["models"])
+    return Limits(
+        rpm=body.get("rpm", inherited.rpm),
+        tpm=body.get("tpm", inherited.tpm),
+        max_parallel=body.get("max_parallel", inherited.max_parallel),
+        budget=budget,
+        models=models,
+    )
+
+
+def _build_limits_section(body: dict[str, Any]) -> LimitsConfig:
+    settings = {k: v for k, v in body.items() if k != "default"}
+    return LimitsConfig(default=_build_limits(body.get("default")), **settings)
+
+
+def _check_limits(cfg: GatewayConfig) -> None:
+    """Limits must name real models, and several workers need a shared (Redis) counter."""
+    for path, limits in _all_limits(cfg):
+        for name in sorted(limits.models or ()):
+            if not cfg.find_models(name):
+                raise ConfigError(f"{path}.models: '{name}' is not a configured model "
+                                  "(use a model's name or provider/model)")
+    if cfg.api.workers > 1 and cfg.auth.limited() and cfg.limits_redis_url is None:
+        raise ConfigError(
+            f"$.limits.redis_url: api.workers is {cfg.api.workers} but limits would be counted in "
+            "each worker's memory, so every worker would allow the whole limit; set limits.redis_url "
+            "(or caching.redis_url) so all workers share one count, or run one worker")
+
+
+def _all_limits(cfg: GatewayConfig) -> list[tuple[str, Limits]]:
+    found = [("$.limits.default", cfg.limits.default)]
+    found += [(f"$.auth.keys[{i}].limits", key.limits) for i, key in enumerate(cfg.auth.keys)]
+    found += [(f"$.auth.teams.{name}.limits", limits) for name, limits in cfg.auth.teams.items()]
+    return found
+
+
+def _build_auth(body: dict[str, Any], default_limits: Limits = Limits()) -> AuthConfig:
     keys: list[AuthKey] = []
     seen: set[str] = set()
     for i, entry in enumerate(body.get("keys", [])):
@@ -300,9 +356,13 @@ def _build_auth(body: dict[str, Any]) -> AuthConfig:
             if not entry["key"]:
                 raise ConfigError(f"{path}.key: the key is empty")
             digest = hashlib.sha256(entry["key"].encode()).digest()
-        keys.append(AuthKey(entry["name"], digest, entry.get("team"), admin=entry.get("admin", False)))
+        keys.append(AuthKey(entry["name"], digest, entry.get("team"), admin=entry.get("admin", False),
+                            limits=_build_limits(entry.get("limits"), default_limits)))
     explicitly_disabled = body.get("enabled") is False
     enabled = not explicitly_disabled and bool(keys)
     if body.get("enabled") is True and not keys:
         raise ConfigError("$.auth.keys: auth is enabled but no keys are listed")
-    return AuthConfig(enabled=enabled, explicitly_disabled=explicitly_disabled, keys=tuple(keys))
+    teams = MappingProxyType({name: _build_limits(team.get("limits"))
+                              for name, team in body.get("teams", {}).items()})
+    return AuthConfig(enabled=enabled, explicitly_disabled=explicitly_disabled, keys=tuple(keys),
+                      teams=teams)

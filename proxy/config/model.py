@@ -128,10 +128,20 @@ class FallbackConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """``monitoring.tracing``: OpenTelemetry traces, sent over OTLP/HTTP (see proxy/observability/tracing.py)."""
+
+    otlp_endpoint: str  # the collector's traces URL, e.g. http://collector:4318/v1/traces
+    service_name: str = "llm-gateway"
+    sample_ratio: float = 1.0  # of the traces the gateway starts; a caller's traceparent decides for its own
+
+
+@dataclass(frozen=True, slots=True)
 class MonitoringConfig:
     log_level: str = "INFO"
     metrics_enabled: bool = False
     prometheus_port: int = 8002
+    tracing: TracingConfig | None = None  # None: no traces (the default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +155,56 @@ class UsageConfig:
     max_queued: int = 100_000
 
 
+BUDGET_PERIODS = ("day", "week", "month", "total")
+"""A budget's period: a UTC calendar day, ISO week (from Monday), calendar month, or all time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    usd: float
+    period: str = "month"
+    units: int = field(init=False, repr=False, compare=False)
+    """``usd`` in budget units of 1e-10 USD (see ``proxy/limits/demand.py``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "units", round(self.usd * 10**10))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one key or team may use; a field left ``None`` is not limited."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+    budget: Budget | None = None
+    models: frozenset[str] | None = None
+
+    @property
+    def any(self) -> bool:
+        """True when at least one limit is set."""
+        return (self.rpm is not None or self.tpm is not None or self.max_parallel is not None
+                or self.budget is not None or self.models is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """The ``limits`` section: defaults for keys, and where counters live."""
+
+    default: Limits = field(default_factory=Limits)
+    redis_url: str | None = None  # None: the cache's Redis if it has one, else memory
+    on_backend_error: str = "allow"  # or "deny": what to do while Redis cannot be reached
+    reserve_output_tokens: int = 4096  # reserved for output when neither request nor model bounds it
+    redis_timeout: float = 0.25
+
+
 @dataclass(frozen=True, slots=True)
 class AuthKey:
     name: str
     sha256: bytes = field(repr=False)
     team: str | None = None
     admin: bool = False  # sees everyone's usage (GET /v1/usage), not only its own
+    limits: Limits = field(default_factory=Limits)  # its own over ``limits.default``, field by field
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +212,11 @@ class AuthConfig:
     enabled: bool
     explicitly_disabled: bool
     keys: tuple[AuthKey, ...] = ()
+    teams: Mapping[str, Limits] = field(default_factory=lambda: MappingProxyType({}))
+
+    def limited(self) -> bool:
+        """True when some key or team has a limit."""
+        return any(key.limits.any for key in self.keys) or any(t.any for t in self.teams.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +231,12 @@ class GatewayConfig:
     models_by_name: Mapping[str, tuple[ModelConfig, ...]]
     source: str | None = None
     usage: UsageConfig | None = None
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+    @property
+    def limits_redis_url(self) -> str | None:
+        """Where limits are counted: ``limits.redis_url``, else the cache's Redis, else memory (None)."""
+        return self.limits.redis_url or self.caching.redis_url
 
     def unpriced_models(self) -> list[str]:
         """``provider/model`` of every configured model with no price (its requests cost ``null``)."""

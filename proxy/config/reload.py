@@ -24,7 +24,7 @@ from proxy.state import StateHolder, build_state
 from proxy.upstream.pool import UpstreamPool
 
 RESTART_ONLY = (("api", "host"), ("api", "port"), ("api", "workers"), ("api", "idle_timeout"),
-                ("monitoring", "metrics_enabled"), ("monitoring", "prometheus_port"))
+                ("monitoring", "metrics_enabled"), ("monitoring", "prometheus_port"), ("monitoring", "tracing"))
 
 
 def file_identity(path: str) -> tuple[int, int, int, int] | None:
@@ -108,6 +108,9 @@ class ConfigWatcher:
                    if getattr(getattr(old.config, section), name) != getattr(getattr(config, section), name)]
         if old.config.usage != config.usage:
             ignored.append("usage")
+        if (old.config.limits_redis_url, old.config.limits.redis_timeout) != \
+                (config.limits_redis_url, config.limits.redis_timeout):
+            ignored.append("limits.redis_url")
         fields = {"path": self.path, "reason": reason, "generation": old.generation + 1}
         if ignored:
             fields["needs_restart"] = ignored

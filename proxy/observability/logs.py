@@ -5,8 +5,8 @@ Every line is one JSON object with ``time`` (UTC, milliseconds), ``level`` and
 (orjson, well under a microsecond) and appends the bytes to a deque; a writer
 thread wakes every 50 ms and writes whatever has gathered in one call. A slow
 terminal or pipe never stalls a request, and a busy gateway pays no thread
-wake-up per line. Records of the standard ``logging`` module (aiohttp's and asyncio's
-warnings) are bridged into the same format.
+wake-up per line. Records of the standard ``logging`` module (aiohttp's, asyncio's
+and OpenTelemetry's warnings) are bridged into the same format.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import IO, Any, Callable
 import orjson
 
 LOGGER_NAME = "llm_gateway"
-BRIDGED_LOGGERS = ("aiohttp", "asyncio", LOGGER_NAME)
+BRIDGED_LOGGERS = ("aiohttp", "asyncio", "opentelemetry", LOGGER_NAME)  # OpenTelemetry: the exporter's failures
 _LEVEL_NAMES = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING",
                 logging.ERROR: "ERROR", logging.CRITICAL: "CRITICAL"}
 FLUSH_INTERVAL = 0.05
@@ -104,9 +104,14 @@ def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Write one line for ``event`` with ``fields`` (if ``level`` passes the threshold)."""
     if level < _threshold:
         return
-    line = {"time": timestamp(), "level": _LEVEL_NAMES.get(level, "INFO"), "event": event}
+    line = {"time": timestamp(), "level": level_name(level), "event": event}
     line.update(fields)
     write_line(line)
+
+
+def level_name(level: int) -> str:
+    """The ``level`` field of a line at ``level`` (``INFO`` for a level with no name of its own)."""
+    return _LEVEL_NAMES.get(level, "INFO")
 
 
 def timestamp() -> str:

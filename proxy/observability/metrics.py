@@ -15,6 +15,13 @@ spawning them. It points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory,
 so each worker (a spawned process, started after that) writes its values to
 files there and opens no listener; the supervisor alone serves the port and
 sums the files on each scrape (``MultiProcessCollector``).
+
+Hygiene: no ``_created`` series at all (:func:`disable_created_metrics` at
+import, before any metric exists; the multiprocess files never hold them);
+``llm_gateway_build_info`` (value 1, the version in its labels) and the
+process's own ``process_*``, ``python_info`` and ``python_gc_*`` series on the
+registry that is served: the gateway's own with one process, the
+supervisor's with several workers (there they describe the supervisor).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import platform
 import shutil
 import tempfile
 import time
@@ -37,12 +45,18 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from proxy import __version__
 from proxy.api.server import BIND_HOST
 from proxy.cache.store import RESPONSE_CACHE
 from proxy.errors import ErrorCode
@@ -73,6 +87,10 @@ LEDGER_RESULTS = ("queued", "written", "spooled", "dropped")
 FLUSH_INTERVAL = 1.0
 """Seconds between hand-overs of gathered updates to prometheus_client (see :class:`_Child`)."""
 
+BUILD_INFO = "llm_gateway_build_info"
+
+disable_created_metrics()  # before any metric is made: ``_created`` series are never made at all
+
 KNOWN_ERROR_CODES = frozenset(ErrorCode)
 """Error codes the gateway itself produces; any other code is counted as ``other``."""
 
@@ -94,6 +112,34 @@ def task_type_label(task_type: Any, config: "GatewayConfig") -> str:
     if isinstance(task_type, str) and (task_type == "general" or task_type in config.routing.rules):
         return task_type
     return "unknown"
+
+
+def build_labels() -> dict[str, str]:
+    """The labels of ``llm_gateway_build_info``: the gateway's version and the Python running it."""
+    return {"version": __version__, "python": platform.python_version(),
+            "implementation": platform.python_implementation()}
+
+
+class BuildInfoCollector:
+    """Yields ``llm_gateway_build_info`` (value 1); a collector, so it needs no multiprocess file."""
+
+    def __init__(self) -> None:
+        self._labels = build_labels()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        """The one sample."""
+        family = GaugeMetricFamily(BUILD_INFO, "The gateway's build: its version and the Python "
+                                   "it runs on, in the labels; always 1.", labels=list(self._labels))
+        family.add_metric(list(self._labels.values()), 1)
+        yield family
+
+
+def add_runtime_collectors(registry: CollectorRegistry) -> None:
+    """Put build info and this process's ``process_*``, ``python_info`` and ``python_gc_*`` on ``registry``."""
+    registry.register(BuildInfoCollector())
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 class _Child:
@@ -187,11 +233,15 @@ class GatewayMetrics:
         self._board: "BreakerBoard | None" = None
         self._ledger_stats: Any = None
         self._ledger_seen: dict[str, int] = {}
+        self._limiter: Any = None
+        self._limits_errors_seen = 0
         self._families: list[_Family] = []
         self._make_request_metrics()
         self._make_upstream_metrics()
         self._make_state_metrics()
         self._make_cost_metrics()
+        self._make_limit_metrics()
+        add_runtime_collectors(self.registry)
 
     # ------------------------------------------------------------- definitions
 
@@ -203,6 +253,7 @@ class GatewayMetrics:
     def flush(self) -> None:
         """Hand every gathered update to prometheus_client (see :class:`_Child`)."""
         self._count_ledger()
+        self._show_limits()
         for family in self._families:
             family.flush()
 
@@ -210,6 +261,23 @@ class GatewayMetrics:
         """Count the usage ledger's records (``stats``: its counters since start) from now on."""
         self._ledger_stats = stats
         self._ledger_seen = dict.fromkeys(LEDGER_RESULTS, 0)
+
+    def follow_limits(self, limiter: Any) -> None:
+        """Show ``limiter``'s budget levels and count its backend's failures from now on."""
+        self._limiter = limiter
+        self._limits_errors_seen = limiter.backend_errors
+
+    def _show_limits(self) -> None:
+        limiter = self._limiter
+        if limiter is None:
+            return
+        for (scope, name), (spent, limit) in list(limiter.levels.items()):
+            self.budget_spent(scope, name).set(spent)
+            self.budget_limit(scope, name).set(limit)
+        errors = limiter.backend_errors
+        if errors > self._limits_errors_seen:
+            self.limits_errors.inc(errors - self._limits_errors_seen)
+            self._limits_errors_seen = errors
 
     def _count_ledger(self) -> None:
         stats = self._ledger_stats
@@ -284,6 +352,20 @@ class GatewayMetrics:
         self.usage_records = self._family(Counter, "llm_gateway_usage_records_total",
                                           "Usage ledger records, by what became of them.", ("result",))
 
+    def _make_limit_metrics(self) -> None:
+        self.limit_rejections = self._family(Counter, "llm_gateway_limit_rejections_total",
+                                             "Requests refused by a key's or a team's limit.",
+                                             ("scope", "name", "limit"))
+        self.budget_spent = self._family(Gauge, "llm_gateway_budget_spent_usd",
+                                         "USD spent (settled and reserved) in the budget's current period.",
+                                         ("scope", "name"), multiprocess_mode="livemax")
+        self.budget_limit = self._family(Gauge, "llm_gateway_budget_limit_usd",
+                                         "The budget's USD limit per period.",
+                                         ("scope", "name"), multiprocess_mode="livemax")
+        self.limits_errors = Counter("llm_gateway_limits_backend_errors_total",
+                                     "Failures of the limits' Redis (requests then follow "
+                                     "limits.on_backend_error).", registry=self.registry)
+
     # --------------------------------------------------------------- observer
 
     def request_started(self, ctx: "RequestContext") -> None:
@@ -336,6 +418,8 @@ class GatewayMetrics:
         self.duration(provider, model, endpoint).observe(now - ctx.started)
         if ctx.error is not None:
             self.errors(provider, model, endpoint, error_label(ctx.error)).inc()
+            if ctx.limited_by is not None:
+                self.limit_rejections(*ctx.limited_by).inc()
         self._count_tokens(ctx, provider, model, task)
         self._count_cost(ctx, provider, model, task)
         self._count_cache(ctx.cache, endpoint)
@@ -486,9 +570,11 @@ def prepare_multiprocess_dir() -> str:
 
 
 def serve_multiprocess_metrics(host: str, port: int, path: str) -> WSGIServer:
-    """Serve the sum of every worker's metrics (files under ``path``) on a background thread."""
+    """Serve the sum of every worker's metrics (files under ``path``) on a background thread,
+    with the supervisor's own build info and process metrics."""
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=path)
+    add_runtime_collectors(registry)
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server
 

@@ -1,5 +1,15 @@
 """Outermost stage: give each request its id and context, turn failures into
-OpenAI-shaped errors, and write the one JSON log line per request."""
+OpenAI-shaped errors, and write the one JSON log line per request.
+
+The line's level says who has to act on how the request ended
+(:func:`request_level`): ``ERROR`` for a 5xx answer and for a stream that
+failed after it began (the caller got a broken answer: the operator's
+concern), ``WARNING`` for a request cut by the gateway's own shutdown,
+``INFO`` for everything else, 4xx included (the caller's own mistake, a
+refusal by a limit, or a caller that went away: nothing for the operator to
+fix). A line is written when its level passes ``monitoring.log_level``, so at
+``WARNING`` only the failures are logged.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +22,12 @@ from aiohttp import web
 
 from proxy.context import CONTEXT_KEY, RequestContext
 from proxy.errors import ErrorCode, GatewayError, from_http_exception
+from proxy.ids import new_request_id
 from proxy.lifecycle import LIFECYCLE
 from proxy.observability.logs import (
     error_summary,
     is_enabled,
+    level_name,
     log_event,
     timestamp,
     write_line,
@@ -35,7 +47,7 @@ def request_id_for(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID_HEADER)
     if given and len(given) <= _MAX_REQUEST_ID and given.isprintable() and given.isascii():
         return given
-    return os.urandom(16).hex()
+    return new_request_id()
 
 
 @web.middleware
@@ -97,8 +109,18 @@ def _error_response(ctx: RequestContext, error: GatewayError) -> web.Response:
 def _finish(request: web.Request, ctx: RequestContext) -> None:
     for observer in request.app[OBSERVERS]:
         observer.request_finished(ctx)
-    if is_enabled(logging.INFO):
-        write_line(request_line(request, ctx))
+    level = request_level(ctx)
+    if is_enabled(level):
+        write_line(request_line(request, ctx, level))
+
+
+def request_level(ctx: RequestContext) -> int:
+    """The level of a finished request's log line (see the module docstring)."""
+    if ctx.error == ErrorCode.GATEWAY_SHUTDOWN:
+        return logging.WARNING
+    if ctx.status >= 500 or (ctx.error is not None and ctx.status < 400):  # 5xx, or a stream broken midway
+        return logging.ERROR
+    return logging.INFO
 
 
 _OPTIONAL_FIELDS = ("provider", "model", "task_type", "caller", "user", "agent", "cache",
@@ -106,12 +128,12 @@ _OPTIONAL_FIELDS = ("provider", "model", "task_type", "caller", "user", "agent",
 _NONZERO_FIELDS = ("cached_tokens", "cache_write_tokens", "saved_usd")
 
 
-def request_line(request: web.Request, ctx: RequestContext) -> dict[str, object]:
-    """The per-request log line; never a prompt, an answer or a key."""
+def request_line(request: web.Request, ctx: RequestContext, level: int = logging.INFO) -> dict[str, object]:
+    """The per-request log line at ``level``; never a prompt, an answer or a key."""
     now = time.perf_counter()
     fields: dict[str, object] = {
         "time": timestamp(),
-        "level": "INFO",
+        "level": level_name(level),
         "event": "request",
         "request_id": ctx.request_id,
         "pid": _PID,
@@ -146,6 +168,8 @@ async def add_gateway_headers(request: web.Request, response: web.StreamResponse
         return
     headers = response.headers
     headers[REQUEST_ID_HEADER] = ctx.request_id
+    if ctx.limit_headers is not None:
+        headers.update(ctx.limit_headers)
     if ctx.cache is not None:
         headers["X-Cache"] = ctx.cache
     if ctx.attempts:

@@ -56,7 +56,7 @@ def authenticate(request: web.Request, ctx: RequestContext) -> None:
     entry = match_key(auth, key)
     if entry is None:
         raise GatewayError(401, "Invalid API key.", code=ErrorCode.INVALID_API_KEY)
-    ctx.caller, ctx.team, ctx.admin = entry.name, entry.team, entry.admin
+    ctx.caller, ctx.team, ctx.admin, ctx.key = entry.name, entry.team, entry.admin, entry
 
 
 def is_loopback(host: str) -> bool:

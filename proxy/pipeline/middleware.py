@@ -8,8 +8,10 @@ middleware instead of one per stage.
 2. auth (``proxy/pipeline/auth.py``): who is calling
 3. validation (``proxy/pipeline/validation.py``): read, parse and check the body, once
 4. routing (``proxy/pipeline/routing.py``): pick the model and its fallback plan
-5. cache (``proxy/cache/stage.py``): answer from the cache when possible
-6. the handler, which forwards (``proxy/upstream/forwarding.py``)
+5. cache lookup (``proxy/cache/stage.py``)
+6. limits (``proxy/limits/stage.py``): refuse, or reserve what the request may use (a cache
+   hit reserves a request, no tokens and no budget)
+7. the cached answer, or the handler, which forwards (``proxy/upstream/forwarding.py``)
 
 The request id, the error shape, the log line and the metrics hook are the
 outer middleware's work (``proxy/pipeline/access_log.py``).
@@ -19,9 +21,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.cache.stage import answer_from_cache
+from proxy.cache.stage import lookup_cache, serve_hit
 from proxy.context import CONTEXT_KEY
 from proxy.lifecycle import LIFECYCLE
+from proxy.limits.stage import enforce_limits
 from proxy.pipeline.admission import Admission
 from proxy.pipeline.auth import authenticate
 from proxy.pipeline.routing import choose_route
@@ -42,7 +45,8 @@ async def pipeline_middleware(request: web.Request, handler: web.Handler) -> web
         authenticate(request, ctx)
         await read_valid_body(request, ctx)
         choose_route(request, ctx)
-        cached = await answer_from_cache(request, ctx)
-        if cached is not None:
-            return cached
+        stored = await lookup_cache(request, ctx)
+        await enforce_limits(request, ctx, hit=stored is not None)
+        if stored is not None:
+            return await serve_hit(request, ctx, stored)
         return await handler(request)

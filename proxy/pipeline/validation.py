@@ -172,6 +172,7 @@ async def read_valid_body(request: web.Request, ctx: RequestContext) -> None:
     check_schema(ctx.endpoint, body)  # type: ignore[arg-type]
     normalise_integers(ctx.endpoint, body)  # type: ignore[arg-type]
     ctx.body = body
+    ctx.body_bytes = len(raw)
     ctx.stream = bool(body.get("stream"))
     user = body.get("user")
     ctx.user = user if isinstance(user, str) else None

@@ -34,6 +34,7 @@ class UpstreamCall:
     request_id: str
     include_usage: bool = False
     api_key: str | None = None  # the upstream key picked for this attempt (rotation)
+    trace_headers: Mapping[str, str] | None = None  # the attempt's traceparent, when tracing is on
 
 
 class UpstreamError(GatewayError):

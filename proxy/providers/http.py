@@ -45,14 +45,15 @@ class HttpAdapter(ProviderAdapter):
         assert self.session is not None
         limit = call.model.timeout_or(self.api.timeout)
         timeout = client_timeout(limit, self.api.connect_timeout, stream)
+        headers = self.request_headers(call)
+        if call.trace_headers is not None:  # tracing on: the attempt's span travels upstream
+            headers = {**headers, **call.trace_headers}
         try:
             if stream:
                 async with asyncio.timeout(limit):
-                    resp = await self.session.post(url, data=payload, headers=self.request_headers(call),
-                                                   timeout=timeout)
+                    resp = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
             else:
-                resp = await self.session.post(url, data=payload, headers=self.request_headers(call),
-                                               timeout=timeout)
+                resp = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise connection_error(self.name, exc) from None
         if resp.status >= 300:

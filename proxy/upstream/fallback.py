@@ -264,6 +264,8 @@ def record_attempt(ctx: RequestContext, deployment: ModelConfig, outcome: str, s
         "status": status,
         "ms": round((asyncio.get_running_loop().time() - started) * 1000, 3),
     })
+    if ctx.trace is not None:  # tracing on: the attempt's span ends now
+        ctx.trace.attempt_ended()
 
 
 def final_error(ctx: RequestContext, fallback: FallbackConfig, last: GatewayError | None,

@@ -159,8 +159,10 @@ class ChatAttempt:
     def call(self, deployment: ModelConfig, api_key: str | None) -> UpstreamCall:
         """The upstream call for ``deployment``: the caller's body with the model's defaults."""
         assert self.ctx.body is not None
+        trace = self.ctx.trace
         return UpstreamCall(model=deployment, body=upstream_chat_body(self.ctx.body, deployment),
-                            request_id=self.ctx.request_id, api_key=api_key)
+                            request_id=self.ctx.request_id, api_key=api_key,
+                            trace_headers=None if trace is None else trace.attempt_started(deployment))
 
     async def __call__(self, deployment: ModelConfig, api_key: str | None) -> dict[str, Any]:
         return await self.ctx.state.adapters[deployment.provider].chat(self.call(deployment, api_key))
@@ -196,8 +198,10 @@ class EmbeddingsAttempt:
 
     async def __call__(self, deployment: ModelConfig, api_key: str | None) -> dict[str, Any]:
         assert self.ctx.body is not None
+        trace = self.ctx.trace
         call = UpstreamCall(model=deployment, body=dict(self.ctx.body), request_id=self.ctx.request_id,
-                            api_key=api_key)
+                            api_key=api_key,
+                            trace_headers=None if trace is None else trace.attempt_started(deployment))
         return await self.ctx.state.adapters[deployment.provider].embeddings(call)
 
 

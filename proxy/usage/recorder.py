@@ -7,11 +7,11 @@ raises); the ledger writes in batches off the request path.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import TYPE_CHECKING, Protocol
 
 from proxy.context import RequestContext
+from proxy.ids import unique_id
 from proxy.usage.record import UsageRecord
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def usage_record(ctx: RequestContext, wall_now: float, perf_now: float) -> Usage
     """The ledger record of a finished request, from its context."""
     deployment = ctx.deployment
     return UsageRecord(
-        record_id=os.urandom(12).hex(),
+        record_id=unique_id(),
         request_id=ctx.request_id,
         time=wall_now - (perf_now - ctx.started),
         endpoint=ctx.endpoint or "none",

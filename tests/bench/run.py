@@ -49,6 +49,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--measure", type=float, help="seconds per measured plain-load run (overrides the plan)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs) and print it")
     parser.add_argument("--no-ledger", action="store_true", help="run the gateway without the SQLite usage ledger")
+    limits = parser.add_mutually_exclusive_group()
+    limits.add_argument("--no-limits", action="store_true", help="run the gateway's key without limits")
+    limits.add_argument("--redis-limits", action="store_true",
+                        help="count the key's limits in the Redis at 127.0.0.1:6379 instead of memory")
     return parser.parse_args(argv)
 
 
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every phase and print the table; returns the exit code (130 when aborted)."""
     args = parse_args(argv)
     servers.WITH_LEDGER = not args.no_ledger
+    servers.LIMITS_BACKEND = None if args.no_limits else ("redis" if args.redis_limits else "memory")
     plan = QUICK if args.quick else FULL
     if args.measure:
         plan = replace(plan, measure_s=args.measure)
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: dict[str, Any] = {"meta": {"quick": args.quick, "plan": plan.as_dict(), "cpus": os.cpu_count(),
                               "nofile": nofile, "python": sys.version.split()[0],
-                              "loadavg_before": os.getloadavg()[0]}}
+                              "loadavg_before": os.getloadavg()[0], "ledger": servers.WITH_LEDGER,
+                              "limits": servers.LIMITS_BACKEND}}
     try:
         upstream = start_upstream(procs, plan.stream_chunks, plan.stream_delay_ms)
         floor = start_floor(procs, upstream)

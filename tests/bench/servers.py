@@ -24,6 +24,13 @@ API_KEY = "bench-caller-key-7f3a"
 MODEL = "bench-model"
 WITH_LEDGER = True
 """Whether the gateway under test writes the SQLite usage ledger (``--no-ledger`` turns it off)."""
+LIMITS_BACKEND: str | None = "memory"
+"""Where the bench key's limits are counted: ``memory`` (the default), ``redis`` (``--redis-limits``,
+the Redis at 127.0.0.1:6379) or None (``--no-limits``: the key has no limits)."""
+REDIS_URL = "redis://127.0.0.1:6379/0"
+BENCH_LIMITS = {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000, "max_parallel": 100_000,
+                "budget": {"usd": 100_000, "period": "day"}}
+"""Limits the load never reaches, so every request is checked, reserved and settled and none refused."""
 START_TIMEOUT = 30.0
 
 
@@ -81,8 +88,9 @@ def start_floor(procs: Procs, upstream: Server) -> Server:
 def gateway_config(upstream: Server, metrics_port: int, workers: int = 1,
                    max_in_flight: int | None = None) -> dict[str, Any]:
     """A config with every layer on, pointed at the bench upstream: caller keys, validation,
-    routing, the memory cache, metrics, JSON logs, cost (a configured price) and the SQLite
-    usage ledger (``usage.db`` in the run's temp dir, beside the config)."""
+    routing, the memory cache, metrics, JSON logs, cost (a configured price), the SQLite
+    usage ledger (``usage.db`` in the run's temp dir, beside the config) and the key's limits
+    and budget (in memory, or in Redis)."""
     api: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "workers": workers, "timeout": 60,
                            "shutdown_timeout": 2}
     if max_in_flight is not None:
@@ -96,8 +104,10 @@ def gateway_config(upstream: Server, metrics_port: int, workers: int = 1,
         "routing": {"default_provider": "bench", "default_model": MODEL},
         "caching": {"enabled": True},
         "monitoring": {"metrics_enabled": True, "prometheus_port": metrics_port, "log_level": "INFO"},
-        "auth": {"keys": [{"name": "bench", "key": API_KEY}]},
+        "auth": {"keys": [{"name": "bench", "key": API_KEY,
+                           **({"limits": BENCH_LIMITS} if LIMITS_BACKEND else {})}]},
         **({"usage": {"database": "sqlite:///usage.db"}} if WITH_LEDGER else {}),
+        **({"limits": {"redis_url": REDIS_URL}} if LIMITS_BACKEND == "redis" else {}),
     }
 
 
@@ -139,6 +149,8 @@ def check_layers(gateway: Server) -> list[str]:
         problems.append(f"cache: X-Cache is {headers.get('X-Cache')!r}")
     if "X-Gateway-Cost" not in headers:
         problems.append("cost: no X-Gateway-Cost header")
+    if LIMITS_BACKEND and "x-ratelimit-remaining-requests" not in headers:
+        problems.append("limits: no x-ratelimit-remaining-requests header")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=10) as resp:
             if b"llm_gateway_requests_total" not in resp.read():
