@@ -1,44 +1,31 @@
-"""The deployment files in deploy/: they parse, agree with each other and with the example config.
+"""The image and Kubernetes files in deploy/: they parse, agree with each other and with the example config.
 
-No container engine runs in tests, so the Dockerfile, the compose file and the Kubernetes
-manifests are checked by parsing them (and the manifests against Kubernetes' own schemas).
-The two probe commands are run for real against a local HTTP server.
+No container engine runs in tests, so the Dockerfile and the Kubernetes manifests are
+checked by parsing them (and the manifests against Kubernetes' own schemas). The two probe
+commands are run for real against a local HTTP server. The root docker-compose.yml, the
+Prometheus rules and the Grafana dashboards are tested in tests/deploy/.
 """
 
 from __future__ import annotations
 
-import http.server
 import json
 import posixpath
-import re
 import shlex
-import subprocess
-import sys
-import threading
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 from dockerfile_parse import DockerfileParser
 
 from proxy.config import parse_config
 from proxy.pipeline.auth import unsafe_bind_reason
+from tests.deploy.files import DEPLOY, ENV_VAR as VAR, EXAMPLE, K8S, ROOT, example, yaml_docs
+from tests.deploy.probes import health_server, run_probe  # noqa: F401 (a fixture)
 
-ROOT = Path(__file__).resolve().parent.parent
-DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "kubernetes"
-EXAMPLE = DEPLOY / "config.example.json"
-VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 K8S_VERSION = "1.30"  # the oldest Kubernetes these manifests are meant for
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def example() -> dict[str, Any]:
-    return json.loads(EXAMPLE.read_text())
 
 
 def fake_environ(raw: str) -> dict[str, str]:
@@ -52,11 +39,6 @@ def api_port() -> int:
 
 def metrics_port() -> int:
     return example()["monitoring"]["prometheus_port"]
-
-
-def yaml_docs(path: Path) -> list[Any]:
-    with path.open() as fh:
-        return [doc for doc in yaml.safe_load_all(fh) if doc is not None]
 
 
 def manifest(name: str) -> dict[str, Any]:
@@ -92,44 +74,6 @@ def image_config_path() -> str:
     return dockerfile().envs["LLM_GATEWAY_CONFIG"]
 
 
-class _Health(http.server.BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        body = b'{"status": "x"}'
-        self.send_response(self.status if self.path == "/health" else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def health_server() -> Iterator[tuple[type[_Health], str]]:
-    """A local /health that answers with ``handler.status``; yields (handler, base URL)."""
-    handler = type("Handler", (_Health,), {"status": 200})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield handler, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def run_probe(argv: list[str], url_from: str, url_to: str) -> int:
-    """Run a probe's command (python -c ...) with its URL pointed at the test server."""
-    assert argv[0] == "python" and argv[1] == "-c", argv
-    code = argv[2]
-    assert url_from in code, code
-    code = code.replace(url_from, url_to)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
-    return done.returncode
-
-
 # ----------------------------------------------------------------------------- configs
 
 
@@ -147,6 +91,11 @@ def test_shipped_configs_pass_the_gateways_validation_and_bind_rule(source: str)
     assert set(config.providers) == {"openai", "anthropic", "openrouter"}
     assert all(p.api_key.startswith("fake-") for p in config.providers.values())
     assert config.caching.enabled and config.caching.redis_url == "redis://redis:6379/0"
+    # shared state for every replica: limits counted in the same Redis (a Service named redis),
+    # the usage ledger in PostgreSQL (a Service named postgres)
+    assert config.limits_redis_url == "redis://redis:6379/0"
+    assert config.usage is not None and config.usage.database.startswith("postgresql://")
+    assert config.usage.database.split("@")[1].split(":")[0] == "postgres"
     assert config.fallback.enabled and config.fallback.fallback_map
     assert config.monitoring.metrics_enabled and config.monitoring.prometheus_port == 8002
 
@@ -229,8 +178,9 @@ YAML_FILES = sorted(p.relative_to(DEPLOY).as_posix() for p in DEPLOY.rglob("*.y*
 
 
 def test_there_are_yaml_files_to_check() -> None:
-    assert {"docker-compose.yml", "kubernetes/deployment.yaml", "kubernetes/service.yaml",
-            "kubernetes/configmap.yaml", "kubernetes/secret.example.yaml"} <= set(YAML_FILES)
+    assert {"kubernetes/deployment.yaml", "kubernetes/service.yaml", "kubernetes/configmap.yaml",
+            "kubernetes/secret.example.yaml", "kubernetes/hpa.yaml", "kubernetes/pdb.yaml",
+            "prometheus/prometheus.yml", "prometheus/alerts.yml"} <= set(YAML_FILES)
 
 
 @pytest.mark.parametrize("name", YAML_FILES)
@@ -247,54 +197,6 @@ def test_kubernetes_manifest_matches_the_api_schema(name: str) -> None:
         except kubernetes_validate.ValidationError as exc:
             where = ".".join(str(part) for part in exc.path)
             pytest.fail(f"{name}: {where}: {exc.message}", pytrace=False)
-
-
-# ----------------------------------------------------------------------------- compose
-
-
-def compose() -> dict[str, Any]:
-    (doc,) = yaml_docs(DEPLOY / "docker-compose.yml")
-    return doc
-
-
-def test_compose_runs_the_gateway_with_redis() -> None:
-    services = compose()["services"]
-    assert services["redis"]["image"].split(":")[1].split(".")[0] == "7"
-    gateway = services["gateway"]
-    build = gateway["build"]
-    assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
-    assert "redis" in gateway["depends_on"]
-    host = urlhost(example()["caching"]["redis_url"])
-    assert host == "redis", "the config's default redis_url must name the compose service"
-
-
-def urlhost(value: str) -> str:
-    return VAR.sub(lambda m: (m.group(2) or ":-")[2:], value).split("//")[1].split(":")[0]
-
-
-def test_compose_publishes_the_configs_ports() -> None:
-    published = {int(str(p).rsplit(":", 1)[1]) for p in compose()["services"]["gateway"]["ports"]}
-    assert published == {api_port(), metrics_port()}
-
-
-def test_compose_mounts_the_example_config_where_the_image_looks() -> None:
-    mounts = [v.split(":") for v in compose()["services"]["gateway"]["volumes"]]
-    assert any((DEPLOY / src).resolve() == EXAMPLE and dst == image_config_path()
-               for src, dst, *_ in mounts), mounts
-
-
-def test_compose_passes_every_variable_the_config_reads() -> None:
-    environment = compose()["services"]["gateway"]["environment"]
-    names = {e.split("=")[0] for e in environment} if isinstance(environment, list) else set(environment)
-    needed = {name for name, _ in VAR.findall(EXAMPLE.read_text())}
-    assert needed <= names, needed - names
-
-
-def test_compose_waits_longer_than_the_drain() -> None:
-    gateway = compose()["services"]["gateway"]
-    grace = gateway["stop_grace_period"]
-    seconds = int(grace.rstrip("s")) if isinstance(grace, str) else int(grace)
-    assert seconds > example()["api"]["shutdown_timeout"], "docker would SIGKILL mid-drain"
 
 
 # ----------------------------------------------------------------------------- Kubernetes
@@ -375,3 +277,55 @@ def test_read_only_root_filesystem_has_a_writable_tmp() -> None:
     if security.get("readOnlyRootFilesystem"):
         # api.workers > 1 keeps the metrics' multiprocess files in a temporary directory
         assert any(m["mountPath"] == "/tmp" for m in container()["volumeMounts"])
+
+
+def test_the_usage_spool_is_on_a_writable_volume() -> None:
+    """usage.spool_path must be writable on a read-only root: an emptyDir mounted above it."""
+    spool = example()["usage"]["spool_path"]
+    pod = manifest("deployment.yaml")["spec"]["template"]["spec"]
+    holders = [m for m in container()["volumeMounts"]
+               if spool == m["mountPath"] or spool.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert holders and not holders[-1].get("readOnly"), (spool, holders)
+    (volume,) = [v for v in pod["volumes"] if v["name"] == holders[-1]["name"]]
+    assert "emptyDir" in volume or "persistentVolumeClaim" in volume
+    assert any("/var/lib/llm-gateway" in value for value in instructions("RUN")), "the image must create it"
+
+
+# ----------------------------------------------------------------------------- scaling
+
+
+def pod_labels() -> dict[str, str]:
+    return manifest("deployment.yaml")["spec"]["template"]["metadata"]["labels"]
+
+
+def test_the_autoscaler_scales_the_gateway_deployment_on_cpu() -> None:
+    hpa = manifest("hpa.yaml")
+    deployment = manifest("deployment.yaml")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == \
+        (deployment["apiVersion"], deployment["kind"], deployment["metadata"]["name"])
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["type"] == "Utilization"
+    assert "cpu" in container()["resources"]["requests"], "utilisation is measured against the CPU request"
+
+
+def test_the_deployment_leaves_the_replica_count_to_the_autoscaler() -> None:
+    assert "replicas" not in manifest("deployment.yaml")["spec"], "kubectl apply would reset the HPA's count"
+
+
+def test_the_disruption_budget_covers_the_pods_and_lets_a_drain_proceed() -> None:
+    pdb = manifest("pdb.yaml")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels().items()
+    minimum = manifest("hpa.yaml")["spec"]["minReplicas"]
+    if "maxUnavailable" in pdb["spec"]:
+        allowed = int(pdb["spec"]["maxUnavailable"])
+    else:
+        allowed = minimum - int(pdb["spec"]["minAvailable"])
+    assert 1 <= allowed < minimum, "a drain must be able to evict one pod and leave one serving"
+
+
+def test_scale_down_waits_longer_than_a_pod_takes_to_drain() -> None:
+    scale_down = manifest("hpa.yaml")["spec"]["behavior"]["scaleDown"]
+    pod = manifest("deployment.yaml")["spec"]["template"]["spec"]
+    assert scale_down["stabilizationWindowSeconds"] > pod["terminationGracePeriodSeconds"]
