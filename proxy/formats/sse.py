@@ -52,6 +52,8 @@ class SSEParser:
             return [Event(None, chunk[6:-2])]  # the usual read: exactly one one-line event
         if b"\r" in chunk or self._pending_cr:
             chunk = self._normalise_newlines(chunk)
+            if not chunk:  # a lone "\r", held back: an empty piece would hide the "\n" before it
+                return []
         if self._pieces:
             if b"\n\n" not in self._pieces[-1][-1:] + chunk:
                 # Still inside the same event: keep the piece, join nothing (no quadratic copying).

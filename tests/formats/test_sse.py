@@ -62,6 +62,11 @@ def test_byte_by_byte() -> None:
     assert _parse([STREAM[i:i + 1] for i in range(len(STREAM))]) == EXPECTED
 
 
+def test_crlf_byte_by_byte() -> None:
+    crlf = STREAM.replace(b"\n", b"\r\n")
+    assert _parse([crlf[i:i + 1] for i in range(len(crlf))]) == EXPECTED
+
+
 @pytest.mark.parametrize("piece_size", [7, 4096, 65536])
 def test_an_event_over_128_kib_passes_intact(piece_size: int) -> None:
     big = b'{"text": "' + b"x" * (200 * 1024) + b'"}'

@@ -25,6 +25,13 @@ Request mapping:
   consecutive results sharing one ``user`` message.
 * Text parts and ``image_url`` parts (``data:`` URLs as base64 sources,
   http(s) URLs as url sources) become content blocks.
+* ``cache_control`` markers reach Anthropic exactly as the caller set them:
+  on text and image parts of any message (where OpenRouter and LiteLLM take
+  them) and on a tool (LiteLLM's place for a tool's marker). A system or
+  developer part that carries one makes ``system`` a list of text blocks, one
+  per part, instead of one joined string. A marker on a ``tool`` message's
+  part goes on its ``tool_result`` block (the last one if several), since
+  Anthropic refuses markers inside ``tool_result.content``.
 
 Refused with a 400 naming the field, because Anthropic cannot honour them:
 ``n`` > 1, ``logit_bias``, ``logprobs``/``top_logprobs``, ``temperature`` > 1,
@@ -60,6 +67,17 @@ from typing import TYPE_CHECKING, Any, Callable
 import orjson
 
 from proxy.errors import ErrorCode, GatewayError
+from proxy.formats.anthropic.fields import described as _described
+from proxy.formats.anthropic.fields import invalid as _invalid
+from proxy.formats.anthropic.fields import is_number as _is_number
+from proxy.formats.anthropic.fields import json_type_name
+from proxy.formats.anthropic.fields import optional_text as _optional_text
+from proxy.formats.anthropic.fields import require_list as _list
+from proxy.formats.anthropic.fields import require_name as _name
+from proxy.formats.anthropic.fields import require_object as _object
+from proxy.formats.anthropic.fields import unsupported as _unsupported
+from proxy.formats.anthropic.fields import with_cache_control
+from proxy.formats.anthropic.fields import wrong_type as _wrong_type
 from proxy.formats.anthropic.response import MAX_COUNT, is_whole
 
 if TYPE_CHECKING:
@@ -102,68 +120,6 @@ def to_anthropic_request(
     if stream:
         out["stream"] = True
     return out
-
-
-def _unsupported(param: str, message: str) -> GatewayError:
-    return GatewayError(400, message, code=ErrorCode.UNSUPPORTED_PARAMETER, param=param)
-
-
-def _invalid(param: str, message: str) -> GatewayError:
-    return GatewayError(400, message, code=ErrorCode.INVALID_REQUEST, param=param)
-
-
-_JSON_TYPE_NAMES = ((bool, "a boolean"), (int, "a number"), (float, "a number"),
-                    (str, "a string"), (list, "a list"), (dict, "an object"))
-
-
-def json_type_name(value: Any) -> str:
-    """How a caller would name ``value``'s JSON type: ``a string``, ``an object``, ``null``..."""
-    for kind, name in _JSON_TYPE_NAMES:
-        if isinstance(value, kind):
-            return name
-    return "null" if value is None else type(value).__name__
-
-
-def _wrong_type(where: str, expected: str, value: Any) -> GatewayError:
-    return _invalid(where, f"{where} must be {expected}, not {json_type_name(value)}.")
-
-
-def _object(value: Any, where: str, expected: str = "an object") -> dict[str, Any]:
-    """``value`` if it is a JSON object, else a 400 naming ``where``."""
-    if not isinstance(value, dict):
-        raise _wrong_type(where, expected, value)
-    return value
-
-
-def _list(value: Any, where: str, expected: str = "a list") -> list[Any]:
-    """``value`` if it is a JSON array, else a 400 naming ``where``."""
-    if not isinstance(value, list):
-        raise _wrong_type(where, expected, value)
-    return value
-
-
-def _optional_text(value: Any, where: str) -> str:
-    """``value`` if it is a string, ``""`` if it is null or missing, else a 400 naming ``where``."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _wrong_type(where, "a string", value)
-    return value
-
-
-def _name(value: Any, where: str) -> str:
-    """``value`` if it is a non-empty string (an id or a name), else a 400 naming ``where``."""
-    if not isinstance(value, str):
-        raise _wrong_type(where, "a non-empty string", value)
-    if not value:
-        raise _invalid(where, f"{where} must not be empty.")
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 
 
 def _nonzero(value: Any) -> bool:
@@ -261,15 +217,17 @@ def stop_sequences(stop: Any) -> list[str]:
 # --------------------------------------------------------------- messages
 
 
-def translate_messages(messages: list[Any]) -> tuple[str | None, list[dict[str, Any]]]:
-    """The top-level ``system`` text and the Anthropic ``messages`` list."""
-    system: list[str] = []
+def translate_messages(
+    messages: list[Any],
+) -> tuple[str | list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    """The top-level ``system`` (see :func:`system_field`) and the Anthropic ``messages`` list."""
+    system: list[list[dict[str, Any]]] = []
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         role = _object(message, where, "a message object with a role").get("role")
         if role in ("system", "developer"):
-            system.append(_system_text(message.get("content"), where))
+            system.append(_system_blocks(message.get("content"), where))
         elif role == "user":
             out.append({"role": "user", "content": _user_content(message.get("content"), where)})
         elif role == "assistant":
@@ -282,12 +240,21 @@ def translate_messages(messages: list[Any]) -> tuple[str | None, list[dict[str, 
         else:
             raise _invalid(f"{where}.role", f"{where}.role must be one of 'system', 'developer', "
                            f"'user', 'assistant' or 'tool', not {_described(role)}.")
-    return "\n\n".join(text for text in system if text) or None, out
+    return system_field(system), out
 
 
-def _described(value: Any) -> str:
-    """A short description of a caller's value for a message: ``'robot'``, ``a number``, ``null``."""
-    return repr(value) if isinstance(value, str) and len(value) <= 40 else json_type_name(value)
+def system_field(messages: list[list[dict[str, Any]]]) -> str | list[dict[str, Any]] | None:
+    """Anthropic's ``system`` for the text blocks of each system or developer message.
+
+    One string (parts joined by a blank line, messages too) unless a part
+    carries a ``cache_control`` marker: then the list of text blocks, so the
+    marker reaches Anthropic exactly where the caller put it.
+    """
+    blocks = [block for message in messages for block in message]
+    if any("cache_control" in block for block in blocks):
+        return [block for block in blocks if block["text"] or "cache_control" in block]
+    texts = ["\n\n".join(block["text"] for block in message) for message in messages]
+    return "\n\n".join(text for text in texts if text) or None
 
 
 def _parts(content: Any, where: str) -> list[Any]:
@@ -307,16 +274,23 @@ def _part(part: Any, where: str) -> dict[str, Any]:
     return _object(part, where, "a content part object such as {\"type\": \"text\", \"text\": ...}")
 
 
-def _system_text(content: Any, where: str) -> str:
+def _system_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    """A system or developer message's text blocks: one for a string, one per part for a list."""
     if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
+        return [{"type": "text", "text": content or ""}]
+    blocks = []
     for j, part in enumerate(_parts(content, where)):
         if _part(part, f"{where}.content[{j}]").get("type") != "text":
             raise _unsupported(f"{where}.content[{j}].type",
                                "System and developer messages may only contain text.")
-        texts.append(_optional_text(part.get("text"), f"{where}.content[{j}].text"))
-    return "\n\n".join(texts)
+        blocks.append(_text_block(part, f"{where}.content[{j}]"))
+    return blocks
+
+
+def _text_block(part: dict[str, Any], where: str, field: str = "text") -> dict[str, Any]:
+    """A text block for a ``text`` (or ``refusal``) part, its ``cache_control`` kept."""
+    text = _optional_text(part.get(field), f"{where}.{field}")
+    return with_cache_control({"type": "text", "text": text}, part, where)
 
 
 def _user_content(content: Any, where: str) -> str | list[dict[str, Any]]:
@@ -337,11 +311,12 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
 def _content_block(part: Any, where: str) -> dict[str, Any]:
     kind = _part(part, where).get("type")
     if kind == "text":
-        return {"type": "text", "text": _optional_text(part.get("text"), f"{where}.text")}
+        return _text_block(part, where)
     if kind == "refusal":
-        return {"type": "text", "text": _optional_text(part.get("refusal"), f"{where}.refusal")}
+        return _text_block(part, where, "refusal")
     if kind == "image_url":
-        return image_block(part.get("image_url"), f"{where}.image_url.url")
+        return with_cache_control(image_block(part.get("image_url"), f"{where}.image_url.url"),
+                                  part, where)
     raise _unsupported(f"{where}.type", f"Content parts of type {_described(kind)} are not "
                        "supported for Anthropic models; send 'text' or 'image_url' parts.")
 
@@ -426,12 +401,27 @@ def _add_tool_result(out: list[dict[str, Any]], message: dict[str, Any], where: 
         content = _content_blocks(content, where)
     else:
         content = _text_content(content, where)
-    block = {"type": "tool_result", "tool_use_id": tool_call_id, "content": content or ""}
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_call_id, "content": content or ""}
+    marker = _lift_cache_control(content) if isinstance(content, list) else None
+    if marker is not None:
+        block["cache_control"] = marker
     last = out[-1] if out else None
     if last is not None and last["role"] == "user" and _is_tool_results(last["content"]):
         last["content"].append(block)
     else:
         out.append({"role": "user", "content": [block]})
+
+
+def _lift_cache_control(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Take the markers off a tool result's blocks: the last one, for the ``tool_result`` itself.
+
+    Anthropic refuses ``cache_control`` inside ``tool_result.content`` and
+    asks for it on the ``tool_result`` block, which caches the same prefix.
+    """
+    marker = None
+    for block in blocks:
+        marker = block.pop("cache_control", None) or marker
+    return marker
 
 
 def _is_tool_results(content: Any) -> bool:
@@ -472,7 +462,7 @@ def tool_definition(tool: Any, where: str) -> dict[str, Any]:
     description = _optional_text(function.get("description"), f"{where}.function.description")
     if description:
         out["description"] = description
-    return out
+    return with_cache_control(out, tool, where)
 
 
 def tool_choice_for(choice: Any, parallel: Any, has_tools: bool) -> dict[str, Any] | None:
