@@ -168,6 +168,11 @@ class Budget:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", round(self.usd * 10**10))
+    units: int = field(init=False, repr=False, compare=False)
+    """``usd`` in budget units of 1e-10 USD (see ``proxy/limits/demand.py``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "units", round(self.usd * 10**10))
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,19 +62,21 @@ def units_to_usd(units: int) -> float:
 def request_demand(body: dict[str, Any], body_bytes: int, plan: Sequence[ModelConfig],
                    endpoint: str, reserve_output: int) -> Demand:
     """The most a request for ``plan`` (primary first, then fallbacks) may use."""
-    prompt = estimate_prompt_tokens(body_bytes)
-    asked = requested_output(body) if endpoint == "chat" else 0
+    prompt = body_bytes // BYTES_PER_TOKEN_ESTIMATE + 1
+    asked = requested_output(body) if endpoint != "embeddings" else 0
     tokens = 0
     worst = 0
     priced = True
     for model in plan:
         output = asked if asked is not None else (model.max_tokens or reserve_output)
-        tokens = max(tokens, prompt + output)
+        if prompt + output > tokens:
+            tokens = prompt + output
         price = model.price
         if price is None:
             priced = False
             continue
         fresh, read, write, out = price.units
-        units = prompt * max(fresh, read, write) + output * out
-        worst = max(worst, -(-units // _PRICE_UNITS_PER_BUDGET_UNIT))
+        units = -(-(prompt * max(fresh, read, write) + output * out) // _PRICE_UNITS_PER_BUDGET_UNIT)
+        if units > worst:
+            worst = units
     return Demand(tokens, worst if priced else None)

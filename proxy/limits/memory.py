@@ -11,7 +11,7 @@ from typing import Iterable
 
 from proxy.limits.demand import Demand
 from proxy.limits.model import Reading, Refusal, Reservation, Scope
-from proxy.limits.windows import MinuteWindow
+from proxy.limits.windows import KEEP_SECONDS, MinuteWindow
 
 
 class _Counts:
@@ -50,20 +50,50 @@ class MemoryLimits:
 
     def reserve_now(self, scopes: tuple[Scope, ...], demand: Demand,
                     reservation_id: str) -> Reservation | Refusal:
-        """Check every scope, and only when all admit the request, count it against each."""
+        """Check every scope, and only when all admit the request, count it against each.
+
+        The sliding minute's rules (``proxy/limits/windows.py``) are inlined here: this
+        runs for every limited request.
+        """
         now = time.time()
         second = int(now)
+        oldest = second - KEEP_SECONDS + 1
         cost = demand.cost_units or 0
         tokens = demand.tokens
+        all_counts = self._counts
         found = []
         for scope in scopes:
-            counts = self._of(scope)
-            refusal = _check(scope, counts, tokens, cost, now, second)
-            if refusal is not None:
-                return refusal
+            counts = all_counts.get((scope.scope, scope.name))
+            if counts is None:
+                counts = all_counts[(scope.scope, scope.name)] = _Counts()
+            limits = scope.limits
+            if limits.budget is not None and scope.period is not None:
+                if counts.spent.get(scope.period[0], 0) + cost > limits.budget.units:
+                    end = scope.period[2]
+                    return Refusal(scope.scope, scope.name, "budget", None if end is None else end - now)
+            if limits.max_parallel is not None and counts.in_flight >= limits.max_parallel:
+                return Refusal(scope.scope, scope.name, "max_parallel", 1.0)
+            if limits.rpm is not None:
+                window = counts.requests
+                buckets = window._buckets
+                while buckets and buckets[0][0] < oldest:
+                    window.total -= buckets.popleft()[1]
+                if window.total >= limits.rpm:
+                    return Refusal(scope.scope, scope.name, "rpm", window.wait_for(now, 1, limits.rpm))
+            if limits.tpm is not None:
+                window = counts.tokens
+                buckets = window._buckets
+                while buckets and buckets[0][0] < oldest:
+                    window.total -= buckets.popleft()[1]
+                if window.total + tokens > limits.tpm:
+                    return Refusal(scope.scope, scope.name, "tpm", window.wait_for(now, tokens, limits.tpm))
             found.append(counts)
+        reset = second + KEEP_SECONDS - now  # what was just counted, at this second, lapses last
         readings = []
-        for scope, counts in zip(scopes, found):
+        index = 0
+        for counts in found:
+            scope = scopes[index]
+            index += 1
             limits = scope.limits
             requests, used = counts.requests, counts.tokens
             if limits.rpm is not None:
@@ -75,8 +105,7 @@ class MemoryLimits:
             if scope.period is not None:
                 period = scope.period[0]
                 spent = counts.spent[period] = counts.spent.get(period, 0) + cost
-            readings.append(Reading(requests.total, requests.reset_in(now), used.total, used.reset_in(now),
-                                    counts.in_flight, spent))
+            readings.append(Reading(requests.total, reset, used.total, reset, counts.in_flight, spent))
         return Reservation(reservation_id, scopes, second, tokens, cost, readings)
 
     def settle(self, reservation: Reservation, tokens: int, cost_units: int) -> None:
@@ -119,24 +148,3 @@ class MemoryLimits:
     async def close(self) -> None:
         """Nothing to release."""
 
-
-def _check(scope: Scope, counts: _Counts, tokens: int, cost: int, now: float, second: int) -> Refusal | None:
-    limits = scope.limits
-    budget = limits.budget
-    if budget is not None and scope.period is not None:
-        if counts.spent.get(scope.period[0], 0) + cost > budget.units:
-            end = scope.period[2]
-            return Refusal(scope.scope, scope.name, "budget", None if end is None else end - now)
-    if limits.max_parallel is not None and counts.in_flight >= limits.max_parallel:
-        return Refusal(scope.scope, scope.name, "max_parallel", 1.0)
-    if limits.rpm is not None:
-        window = counts.requests
-        window.expire(second)
-        if window.total >= limits.rpm:
-            return Refusal(scope.scope, scope.name, "rpm", window.wait_for(now, 1, limits.rpm))
-    if limits.tpm is not None:
-        window = counts.tokens
-        window.expire(second)
-        if window.total + tokens > limits.tpm:
-            return Refusal(scope.scope, scope.name, "tpm", window.wait_for(now, tokens, limits.tpm))
-    return None

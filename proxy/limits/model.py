@@ -4,6 +4,7 @@ the readings the rate-limit headers are made from, and the reservation a request
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from proxy.config import Limits
 
@@ -22,6 +23,11 @@ class Scope:
     limits: Limits
     period: tuple[str, float, float | None] | None = None  # the budget's (id, start, end) now
 
+    @property
+    def ident(self) -> tuple[str, str]:
+        """``(scope, name)``: what its counts are kept under."""
+        return (self.scope, self.name)
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
@@ -34,8 +40,7 @@ class Refusal:
     detail: str = ""
 
 
-@dataclass(slots=True)
-class Reading:
+class Reading(NamedTuple):
     """A scope's counts right after a request was admitted (its own use included)."""
 
     rpm_used: int = 0

@@ -165,28 +165,30 @@ def _refusal_headers(kind: str, limit: int | None, wait: float | None) -> dict[s
 
 def rate_limit_headers(scopes: tuple[Scope, ...], readings: list[Reading]) -> dict[str, str] | None:
     """OpenAI's ``x-ratelimit-*`` headers from the tightest scope for requests and for tokens."""
-    headers: dict[str, str] = {}
-    best_requests: tuple[int, int, float] | None = None
-    best_tokens: tuple[int, int, float] | None = None
+    requests: tuple[int, int, float] | None = None
+    tokens: tuple[int, int, float] | None = None
     for scope, reading in zip(scopes, readings):
         limits = scope.limits
         if limits.rpm is not None:
-            left = max(0, limits.rpm - reading.rpm_used)
-            if best_requests is None or left < best_requests[1]:
-                best_requests = (limits.rpm, left, reading.rpm_reset)
+            left = limits.rpm - reading.rpm_used
+            if requests is None or left < requests[1]:
+                requests = (limits.rpm, left, reading.rpm_reset)
         if limits.tpm is not None:
-            left = max(0, limits.tpm - reading.tpm_used)
-            if best_tokens is None or left < best_tokens[1]:
-                best_tokens = (limits.tpm, left, reading.tpm_reset)
-    if best_requests is not None:
-        headers["x-ratelimit-limit-requests"] = str(best_requests[0])
-        headers["x-ratelimit-remaining-requests"] = str(best_requests[1])
-        headers["x-ratelimit-reset-requests"] = format_reset(best_requests[2])
-    if best_tokens is not None:
-        headers["x-ratelimit-limit-tokens"] = str(best_tokens[0])
-        headers["x-ratelimit-remaining-tokens"] = str(best_tokens[1])
-        headers["x-ratelimit-reset-tokens"] = format_reset(best_tokens[2])
-    return headers or None
+            left = limits.tpm - reading.tpm_used
+            if tokens is None or left < tokens[1]:
+                tokens = (limits.tpm, left, reading.tpm_reset)
+    if requests is None and tokens is None:
+        return None
+    headers: dict[str, str] = {}
+    if requests is not None:
+        headers["x-ratelimit-limit-requests"] = str(requests[0])
+        headers["x-ratelimit-remaining-requests"] = str(max(0, requests[1]))
+        headers["x-ratelimit-reset-requests"] = format_reset(requests[2])
+    if tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(tokens[0])
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, tokens[1]))
+        headers["x-ratelimit-reset-tokens"] = format_reset(tokens[2])
+    return headers
 
 
 def settle(limiter: Limiter, reservation: Reservation, ctx: RequestContext) -> None:

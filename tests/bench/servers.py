@@ -107,7 +107,9 @@ def gateway_config(upstream: Server, metrics_port: int, workers: int = 1,
         "auth": {"keys": [{"name": "bench", "key": API_KEY,
                            **({"limits": BENCH_LIMITS} if LIMITS_BACKEND else {})}]},
         **({"usage": {"database": "sqlite:///usage.db"}} if WITH_LEDGER else {}),
-        **({"limits": {"redis_url": REDIS_URL}} if LIMITS_BACKEND == "redis" else {}),
+        # several workers must share their counts: limits then live in Redis whatever LIMITS_BACKEND says
+        **({"limits": {"redis_url": REDIS_URL}}
+           if LIMITS_BACKEND == "redis" or (LIMITS_BACKEND and workers > 1) else {}),
     }
 
 
