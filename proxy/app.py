@@ -22,6 +22,7 @@ from proxy.observability.observers import OBSERVERS
 from proxy.pipeline.access_log import access_log_middleware, add_gateway_headers
 from proxy.pipeline.middleware import pipeline_middleware
 from proxy.state import STATE, StateHolder, build_state
+from proxy.upstream.attempt_feed import StreamEnds
 from proxy.upstream.health import UPSTREAM_HEALTH, UpstreamHealth
 from proxy.upstream.pool import POOL, UpstreamPool
 from proxy.usage.costing import warn_unpriced
@@ -52,6 +53,7 @@ def create_app(
     health = UpstreamHealth()
     health.configure(config.fallback)
     app[UPSTREAM_HEALTH] = health
+    app[OBSERVERS].append(StreamEnds(health.stats))  # a stream's deployment is in flight until it ends
     response_cache = ResponseCache()
     app[RESPONSE_CACHE] = response_cache
     add_routes(app)

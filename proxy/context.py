@@ -45,7 +45,13 @@ class RequestContext:
     cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
     cache_write_tokens: int = 0  # prompt tokens written to it
     cost_usd: float | None = None  # None: not priced (no upstream usage yet, or a model with no price)
-    saved_usd: float = 0.0  # what the gateway saved this request (a cache hit: the upstream's price)
+    saved_usd: float = 0.0  # what the gateway saved this request, all reasons together
+    saved: dict[str, float] | None = None  # the same by reason (proxy/optimise/savings.py), nonzero ones only
+    strategy: str | None = None  # the routing strategy that chose among several candidates
+    skipped: str | None = None  # the candidates passed over: "provider/model=reason, ..."
+    trimmed: int | None = None  # messages dropped to fit the chosen model's window
+    trimmed_tokens: int = 0  # their estimated (or counted) prompt tokens
+    open_attempt: tuple[str, float] | None = None  # a stream still in flight: (provider/model, started)
     first_byte_at: float | None = None
     fallback_from: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)

@@ -40,6 +40,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_JSON = "invalid_json"
     INVALID_REQUEST = "invalid_request"
     MAX_TOKENS_EXCEEDED = "max_tokens_exceeded"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
     UNSUPPORTED_PARAMETER = "unsupported_parameter"
     UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
     INVALID_IMAGE_URL = "invalid_image_url"
@@ -131,7 +132,8 @@ def from_http_exception(exc: web.HTTPException) -> GatewayError:
     status = exc.status
     if status == 404:
         return GatewayError(404, "Unknown path. The gateway serves /v1/chat/completions, "
-                            "/v1/embeddings, /v1/models, /v1/usage, /v1/limits and /health.", code=ErrorCode.NOT_FOUND)
+                            "/v1/embeddings, /v1/messages, /v1/messages/count_tokens, /v1/models, "
+                            "/v1/usage, /v1/limits and /health.", code=ErrorCode.NOT_FOUND)
     if status == 405:
         allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
         headers = {"Allow": allowed} if allowed else None

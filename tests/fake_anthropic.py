@@ -3,9 +3,12 @@
 Same pattern as :class:`tests.fakes.FakeOpenAI`: a small ``web.Application``
 whose behaviour a test scripts through attributes, recording every request.
 It speaks Anthropic's wire format: ``POST /v1/messages``, JSON answers with
-content blocks, streams of named events (``message_start``, ``ping``,
-``content_block_*``, ``message_delta``, ``message_stop``) and
-``{"type": "error", "error": {...}}`` error bodies.
+content blocks (text, tool use, thinking), streams of named events
+(``message_start``, ``ping``, ``content_block_*``, ``message_delta``,
+``message_stop``), ``POST /v1/messages/count_tokens`` and
+``{"type": "error", "error": {...}}`` error bodies. Besides each request's
+headers and parsed body, it keeps the body's exact bytes (``raw_bodies``) and
+the query string (``queries``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ def tool_use_block(id: str, name: str, input: dict[str, Any]) -> dict[str, Any]:
     return {"type": "tool_use", "id": id, "name": name, "input": input}
 
 
+def thinking_block(thinking: str, signature: str = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxsig") -> dict[str, Any]:
+    """A thinking content block, signed."""
+    return {"type": "thinking", "thinking": thinking, "signature": signature}
+
+
 def sse_event(name: str, doc: dict[str, Any], newline: bytes = b"\n") -> bytes:
     """One named event as Anthropic frames it."""
     return b"event: " + name.encode() + newline + b"data: " + orjson.dumps(doc) + newline + newline
@@ -56,6 +64,8 @@ class FakeAnthropic:
     into the writes it makes (default: one write per event). ``stall_after``
     stops sending after that many events (``None``: never) and
     ``stall_before_headers`` before answering at all, until ``release`` is set.
+    ``response_headers`` go on every answer, errors included (rate-limit
+    headers such as ``anthropic-ratelimit-tokens-remaining``).
     """
 
     reply: str = "Hello from the fake Anthropic upstream."
@@ -82,14 +92,23 @@ class FakeAnthropic:
     stall_after: int | None = None
     stall_before_headers: bool = False
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    input_tokens: int = 42
     received: list[Received] = field(default_factory=list)
+    raw_bodies: list[bytes] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
     streams_finished: int = 0
 
     def app(self) -> web.Application:
         """The aiohttp application serving this fake."""
         app = web.Application()
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+        app.on_response_prepare.append(self._add_headers)
         return app
+
+    async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(self.response_headers)
 
     # ------------------------------------------------------------ scripting
 
@@ -127,6 +146,12 @@ class FakeAnthropic:
         if block["type"] == "text":
             start = {**block, "text": ""}
             deltas = [{"type": "text_delta", "text": p} for p in pieces_of(block["text"], self.chunks)]
+        elif block["type"] == "thinking":
+            start = {**block, "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": p} for p in pieces_of(block["thinking"], self.chunks)]
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        elif block["type"] != "tool_use":  # redacted thinking and the like: whole in their start
+            start, deltas = block, []
         else:
             start = {**block, "input": {}}
             arguments = orjson.dumps(block["input"]).decode()
@@ -157,10 +182,25 @@ class FakeAnthropic:
 
     # ------------------------------------------------------------ serving
 
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        body = orjson.loads(raw)
+        self.received.append(Received(request.path, request.headers.copy(), body))
+        self.raw_bodies.append(raw)
+        self.queries.append(request.query_string)
+        return body
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """``POST /v1/messages/count_tokens``."""
+        await self._record(request)
+        if self.fail_status:
+            return self._error()
+        return web.Response(body=orjson.dumps({"input_tokens": self.input_tokens}),
+                            content_type="application/json")
+
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/messages``."""
-        body = orjson.loads(await request.read())
-        self.received.append(Received(request.path, dict(request.headers), body))
+        body = await self._record(request)
         if self.stall_before_headers:
             await self.release.wait()
         if self.fail_status:

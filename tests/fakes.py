@@ -44,6 +44,8 @@ class FakeOpenAI:
     status with an OpenAI error body. ``cut_after`` ends a stream after that
     many content chunks without ``[DONE]``. ``single_write`` sends a stream's
     events in one write, as a fast upstream's bunched tokens arrive.
+    ``response_headers`` go on every answer, errors included (rate-limit
+    headers such as ``x-ratelimit-remaining-requests``).
     """
 
     reply: str = "Hello from the fake upstream."
@@ -62,7 +64,9 @@ class FakeOpenAI:
     single_write: bool = False
     drip_interval: float = 0.2
     split_error_body: bool = False  # error bodies arrive in two writes, 50 ms apart
+    answer: dict[str, Any] | None = None  # served as it is as every plain chat answer, when set
     script: list[Any] = field(default_factory=list)
+    response_headers: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     streams_closed: int = 0
     streams_finished: int = 0
@@ -72,7 +76,11 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.on_response_prepare.append(self._add_headers)
         return app
+
+    async def _add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(self.response_headers)
 
     def azure_app(self) -> web.Application:
         """The same fake at Azure OpenAI's deployment paths."""
@@ -114,6 +122,8 @@ class FakeOpenAI:
             if step == "drip":
                 return await self._drip(request, body)
             return await self._stream(request, body, step)
+        if self.answer is not None:
+            return web.Response(body=orjson.dumps(self.answer), content_type="application/json")
         doc = {
             "id": "chatcmpl-fake",
             "object": "chat.completion",

@@ -1,4 +1,5 @@
-"""The endpoints. Each handler is tagged with the ``endpoint`` name the pipeline stages key on."""
+"""The endpoints. Each handler is tagged with the ``endpoint`` name the pipeline stages key on,
+and, when its errors are not OpenAI-shaped, with the function that shapes them."""
 
 from __future__ import annotations
 
@@ -9,24 +10,35 @@ import orjson
 from aiohttp import web
 
 from proxy import __version__
+from proxy.api.anthropic_errors import anthropic_error_response
 from proxy.context import CONTEXT_KEY
 from proxy.errors import ErrorCode, GatewayError
 from proxy.limits.limiter import LIMITER
 from proxy.limits.model import LimitsUnavailable
 from proxy.limits.view import limits_view
 from proxy.state import STATE
+from proxy.upstream.count_tokens import count_message_tokens
 from proxy.upstream.forwarding import complete_chat, create_embeddings
 from proxy.upstream.health import UPSTREAM_HEALTH
+from proxy.upstream.messages import complete_messages
 from proxy.usage.query import USAGE_READER, UsageQuery
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorResponse = Callable[[GatewayError, str], web.Response]
+"""Shapes an error for an endpoint's callers: ``(error, request id) -> answer``."""
 
 
-def endpoint(name: str) -> Callable[[Handler], Handler]:
-    """Tag a handler with the endpoint name middlewares use to pick their work."""
+def endpoint(name: str, errors: ErrorResponse | None = None) -> Callable[[Handler], Handler]:
+    """Tag a handler with the endpoint name middlewares use to pick their work, and its error shape.
+
+    ``errors`` shapes every failure of a request to it, whichever stage raised
+    it (:mod:`proxy.pipeline.access_log`); without it, errors are OpenAI-shaped.
+    """
 
     def tag(handler: Handler) -> Handler:
         handler.endpoint = name  # type: ignore[attr-defined]
+        if errors is not None:
+            handler.error_response = errors  # type: ignore[attr-defined]
         return handler
 
     return tag
@@ -49,19 +61,47 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return await create_embeddings(request, request[CONTEXT_KEY])
 
 
+@endpoint("messages", errors=anthropic_error_response)
+async def messages(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages`` (Anthropic's Messages API; Claude Code adds ``?beta=true``)."""
+    return await complete_messages(request, request[CONTEXT_KEY])
+
+
+@endpoint("count_tokens", errors=anthropic_error_response)
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages/count_tokens``."""
+    return await count_message_tokens(request, request[CONTEXT_KEY])
+
+
+ANTHROPIC_VERSION_HEADER = "anthropic-version"
+EPOCH = "1970-01-01T00:00:00Z"
+
+
 @endpoint("models")
 async def list_models(request: web.Request) -> web.Response:
-    """``GET /v1/models``: every configured model, in OpenAI's list shape."""
+    """``GET /v1/models``: every configured model, in OpenAI's list shape, or Anthropic's.
+
+    A caller that sends ``anthropic-version`` (the anthropic SDKs, Claude
+    Code's model discovery) gets Anthropic's shape: ``data`` entries with
+    ``type``, ``id``, ``display_name`` and ``created_at``, then ``has_more``,
+    ``first_id`` and ``last_id`` (every model in one page, whatever ``limit``).
+    """
     config = request[CONTEXT_KEY].state.config
     seen: set[str] = set()
-    data = []
+    models: list[tuple[str, str]] = []
     for provider in config.providers.values():
         for model in provider.models.values():
-            if model.name in seen:
-                continue
-            seen.add(model.name)
-            data.append({"id": model.name, "object": "model", "created": 0, "owned_by": provider.name})
-    return json_response({"object": "list", "data": data})
+            if model.name not in seen:
+                seen.add(model.name)
+                models.append((model.name, provider.name))
+    if ANTHROPIC_VERSION_HEADER in request.headers:
+        data = [{"type": "model", "id": name, "display_name": name, "created_at": EPOCH}
+                for name, _ in models]
+        return json_response({"data": data, "has_more": False,
+                              "first_id": models[0][0] if models else None,
+                              "last_id": models[-1][0] if models else None})
+    return json_response({"object": "list", "data": [
+        {"id": name, "object": "model", "created": 0, "owned_by": owner} for name, owner in models]})
 
 
 @endpoint("usage")

@@ -9,6 +9,8 @@ from proxy.api import handlers
 ROUTES: tuple[tuple[str, str, handlers.Handler], ...] = (
     ("POST", "/v1/chat/completions", handlers.chat_completions),
     ("POST", "/v1/embeddings", handlers.embeddings),
+    ("POST", "/v1/messages", handlers.messages),
+    ("POST", "/v1/messages/count_tokens", handlers.count_tokens),
     ("GET", "/v1/models", handlers.list_models),
     ("GET", "/v1/usage", handlers.usage),
     ("GET", "/v1/limits", handlers.limits),

@@ -1,9 +1,11 @@
 """The response cache stage: look answers up after routing, store complete ones.
 
 The key is a SHA-256 over the canonical request: the tenant scope, the
-endpoint, the resolved provider and upstream model, and the body with every
+endpoint, the resolved provider and upstream model, the body with every
 field that can change the answer (everything but ``stream`` and
-``stream_options``). The scope (``caching.scope``) is the caller's key name
+``stream_options``) and, for the Messages API, the ``anthropic-version`` and
+``anthropic-beta`` headers (:data:`VARY_HEADERS`), which an Anthropic upstream
+reads as part of the request. The scope (``caching.scope``) is the caller's key name
 (``key``, the default), its team (``team``) or nothing (``global``), so one
 tenant never reads another's answer unless the operator says so.
 
@@ -28,11 +30,15 @@ from proxy.cache.store import RESPONSE_CACHE
 from proxy.context import RequestContext
 from proxy.formats.sse import DONE_EVENT, STREAM_HEADERS, data_event
 from proxy.formats.stream_assembly import include_usage_requested, replay_chunks
+from proxy.optimise.request_savings import record_saving
+from proxy.optimise.savings import SavingReason
 from proxy.usage.costing import COST_HEADER, price_of_cached
 
 HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
 CACHE_HEADER = "X-Cache"
 _NOT_IN_KEY = frozenset({"stream", "stream_options"})
+VARY_HEADERS = {"messages": ("anthropic-version", "anthropic-beta")}
+"""Per endpoint, the request headers that are part of its cache key."""
 
 
 def scope_of(ctx: RequestContext, scope: str) -> str:
@@ -44,17 +50,19 @@ def scope_of(ctx: RequestContext, scope: str) -> str:
     return "key:" + (ctx.caller or "anonymous")
 
 
-def cache_key(ctx: RequestContext, scope: str) -> str:
+def cache_key(ctx: RequestContext, scope: str, headers: dict[str, str | None] | None = None) -> str:
     """SHA-256 of the canonical request; see the module docstring for what goes in."""
     assert ctx.route is not None and ctx.body is not None
     model = ctx.route.model
-    material = {
+    material: dict[str, Any] = {
         "scope": scope_of(ctx, scope),
         "endpoint": ctx.endpoint,
         "provider": model.provider,
         "model": model.upstream_model,
         "body": {k: v for k, v in ctx.body.items() if k not in _NOT_IN_KEY},
     }
+    if headers:
+        material["headers"] = headers
     return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -80,7 +88,9 @@ async def lookup_cache(request: web.Request, ctx: RequestContext) -> bytes | Non
         ctx.cache = BYPASS
         return None
     directives = cache_directives(request)
-    key = cache_key(ctx, cache.settings.scope)  # type: ignore[union-attr]
+    vary = VARY_HEADERS.get(ctx.endpoint or "")
+    headers = {name: request.headers.get(name) for name in vary} if vary else None
+    key = cache_key(ctx, cache.settings.scope, headers)  # type: ignore[union-attr]
     if "no-store" not in directives:
         ctx.cache_key = key
     if "no-cache" in directives:
@@ -104,7 +114,8 @@ async def serve_hit(request: web.Request, ctx: RequestContext, stored: bytes) ->
     ctx.use_model(ctx.route.model)
     answer: dict[str, Any] = orjson.loads(stored)
     usage = answer.get("usage")
-    ctx.cost_usd, ctx.saved_usd = 0.0, price_of_cached(ctx, usage)
+    ctx.cost_usd = 0.0
+    record_saving(ctx, SavingReason.CACHE, price_of_cached(ctx, usage))
     if isinstance(usage, dict):
         usage["cost"] = 0.0
     if not ctx.stream or ctx.endpoint != "chat":

@@ -39,6 +39,9 @@ from proxy.config.model import (
     TracingConfig,
     UsageConfig,
 )
+from proxy.config.optimise import check_cheapest, check_rule_tuning, model_fields, rule_overrides, tuned_models
+from proxy.optimise.strategies import Strategy
+from proxy.pipeline.quick_route import QuickChoice
 from proxy.providers import ADAPTERS
 from proxy.usage.pricing import model_price
 
@@ -159,6 +162,8 @@ def _build(doc: dict[str, Any], unset: dict[str, str], source: str | None) -> Ga
         source=source,
         usage=_build_usage(doc.get("usage"), source),
         limits=limits,
+        quick_names=MappingProxyType({name: QuickChoice(Strategy.WEIGHTED, models, _configured(partial))
+                                      for name, models in frozen_index.items() if len(models) > 1}),
     )
     _check_limits(config)
     return config
@@ -210,6 +215,8 @@ def _build_provider(name: str, body: dict[str, Any], unset: dict[str, str]) -> P
                 timeout=settings.get("timeout"),
                 weight=settings.get("weight", 1.0),
                 price=model_price(kind, settings.get("upstream_model", model_name), settings.get("pricing")),
+                **model_fields(kind, settings.get("upstream_model", model_name), settings,
+                               f"{path}.models.{model_name}"),
             )
             for model_name, settings in body["models"].items()
         }
@@ -252,9 +259,47 @@ def _build_routing(body: dict[str, Any], cfg: GatewayConfig) -> RoutingConfig:
         path = f"$.routing.routing_rules[{i}]"
         if rule["task_type"] in rules:
             raise ConfigError(f"{path}.task_type: '{rule['task_type']}' already has a rule")
-        model = _resolve_reference(cfg, rule.get("provider"), rule["model"], f"{path}.model")
-        rules[rule["task_type"]] = RoutingRule(rule["task_type"], model)
+        rules[rule["task_type"]] = _build_rule(rule, cfg, path)
     return RoutingConfig(default_model=default, rules=MappingProxyType(rules))
+
+
+def _build_rule(rule: dict[str, Any], cfg: GatewayConfig, path: str) -> RoutingRule:
+    """One routing rule: one ``model`` (with an optional ``provider``) or several ``models`` and a strategy."""
+    if ("model" in rule) == ("models" in rule):
+        raise ConfigError(f"{path}: give either 'model' (one model) or 'models' (candidates), not "
+                          f"{'both' if 'model' in rule else 'neither'}")
+    if "models" in rule:
+        if "provider" in rule:
+            raise ConfigError(f"{path}.provider: with 'models', name each candidate as 'provider/model'")
+        candidates = tuple(_resolve_qualified(cfg, name, f"{path}.models[{j}]")
+                           for j, name in enumerate(rule["models"]))
+        seen: set[str] = set()
+        for j, model in enumerate(candidates):
+            if model.qualified_name in seen:
+                raise ConfigError(f"{path}.models[{j}]: '{model.qualified_name}' is listed twice")
+            seen.add(model.qualified_name)
+    else:
+        if "strategy" in rule:
+            raise ConfigError(f"{path}.strategy: a strategy chooses among 'models'; this rule names one 'model'")
+        candidates = (_resolve_reference(cfg, rule.get("provider"), rule["model"], f"{path}.model"),)
+    strategy = rule.get("strategy", "weighted")
+    if strategy == "cheapest":
+        check_cheapest(candidates, f"{path}.models")
+    overrides = rule_overrides(rule)
+    tuned: dict[str, ModelConfig] = {}
+    if overrides:
+        check_rule_tuning(candidates, overrides, path)
+        everything = [m for provider in cfg.providers.values() for m in provider.models.values()]
+        tuned = tuned_models(candidates, everything, overrides, path)
+        candidates = tuple(tuned[m.qualified_name] for m in candidates)
+    return RoutingRule(rule["task_type"], candidates[0], candidates, strategy, MappingProxyType(tuned),
+                       quick=QuickChoice(Strategy(strategy), candidates, _configured(cfg)) if len(candidates) > 1 else None,
+                       prices=tuple(m.price for m in candidates))
+
+
+def _configured(cfg: GatewayConfig) -> list[str]:
+    """The providers that can be called (a key, or none needed)."""
+    return [name for name, provider in cfg.providers.items() if provider.configured]
 
 
 def _resolve_qualified(cfg: GatewayConfig, name: str, path: str) -> ModelConfig:

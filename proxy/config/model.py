@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
+from proxy.optimise.capabilities import ALL as ALL_CAPABILITIES
 from proxy.usage.pricing import ModelPrice
+
+if TYPE_CHECKING:
+    from proxy.optimise.model_limits import ModelLimits
+    from proxy.tokens.counting import TokenCounter
 
 DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_RETRY_AFTER = 60.0
@@ -38,6 +43,14 @@ class ApiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TrimSettings:
+    """``trim``: how a conversation too long for the model is shortened (only ``oldest`` exists)."""
+
+    strategy: str = "oldest"
+    keep_system: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     name: str
     provider: str
@@ -47,15 +60,38 @@ class ModelConfig:
     timeout: float | None = None
     weight: float = 1.0
     price: ModelPrice | None = None  # from the config's ``pricing``, else the pricing dataset
+    provider_type: str = ""
+    context_window: int | None = None  # as configured; ``limits`` holds what is known
+    max_output_tokens: int | None = None  # as configured
+    default_max_tokens: int | None = None  # asked for when a request sets no max_tokens
+    prompt_caching: bool = False  # ``prompt_caching: "auto"`` (Anthropic only)
+    trim: TrimSettings | None = None
+    # Resolved when the config is loaded (proxy/config/optimise.py):
+    limits: "ModelLimits | None" = None  # context window and largest output, if known
+    capabilities: frozenset[str] = ALL_CAPABILITIES
+    counter: "TokenCounter | None" = field(default=None, compare=False)  # only for a known window
+    default_output: int = 0  # the output asked for when a request sets none (Anthropic always asks)
+    qualified_name: str = field(init=False, repr=False, compare=False)
+    """``provider/model``, the name fallback maps, logs and the routing stats use (made once)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "qualified_name", f"{self.provider}/{self.name}")
+
+    @property
+    def context_limit(self) -> int | None:
+        """The context window (prompt plus output), if known."""
+        limits = self.limits
+        return None if limits is None else limits.context_window
+
+    @property
+    def output_limit(self) -> int | None:
+        """The largest output, if known."""
+        limits = self.limits
+        return None if limits is None else limits.max_output_tokens
 
     def timeout_or(self, default: float) -> float:
         """The model's own timeout, else ``default``."""
         return self.timeout or default
-
-    @property
-    def qualified_name(self) -> str:
-        """``provider/model``, the name fallback maps and logs use."""
-        return f"{self.provider}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +128,39 @@ class ProviderConfig:
         return bool(self.api_keys) or not self.requires_key
 
 
+STRATEGIES = ("cheapest", "fastest", "least_busy", "weighted")
+"""How a rule with several candidates chooses (:class:`proxy.optimise.strategies.Strategy`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingRule:
+    """A ``task_type``'s model, or its candidates and the strategy that chooses among them.
+
+    ``candidates`` is ``(model,)`` for a single-model rule. When the rule sets
+    ``default_max_tokens``, ``prompt_caching`` or ``trim``, every model it
+    names, and every model a fallback can reach, comes in ``tuned``
+    (``provider/model`` -> the model with the rule's settings), and
+    ``model``/``candidates`` are already tuned.
+    """
+
     task_type: str
     model: ModelConfig
+    candidates: tuple[ModelConfig, ...] = ()
+    strategy: str = "weighted"
+    tuned: Mapping[str, ModelConfig] = field(default_factory=lambda: MappingProxyType({}))
+    quick: Any = field(default=None, repr=False, compare=False)
+    """The candidates precomputed for the routing stage's fast path (:mod:`proxy.pipeline.quick_route`)."""
+    prices: tuple[ModelPrice | None, ...] = field(default=(), repr=False, compare=False)
+    """The candidates' prices (for what routing saved)."""
+
+    @property
+    def multi(self) -> bool:
+        """True when the rule chooses among several candidates."""
+        return len(self.candidates) > 1
+
+    def tune(self, model: ModelConfig) -> ModelConfig:
+        """``model`` with this rule's settings (itself when the rule sets none)."""
+        return self.tuned.get(model.qualified_name, model) if self.tuned else model
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +233,6 @@ class Budget:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", round(self.usd * 10**10))
-    units: int = field(init=False, repr=False, compare=False)
-    """``usd`` in budget units of 1e-10 USD (see ``proxy/limits/demand.py``)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "units", round(self.usd * 10**10))
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +297,9 @@ class GatewayConfig:
     source: str | None = None
     usage: UsageConfig | None = None
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    quick_names: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False, compare=False)
+    """Per model name served by several providers, its deployments precomputed for the routing stage's
+    fast path (:mod:`proxy.pipeline.quick_route`)."""
 
     @property
     def limits_redis_url(self) -> str | None:

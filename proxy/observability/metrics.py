@@ -62,6 +62,7 @@ from proxy.cache.store import RESPONSE_CACHE
 from proxy.errors import ErrorCode
 from proxy.observability.logs import error_summary, log_event
 from proxy.observability.observers import OBSERVERS
+from proxy.optimise.savings import SavingReason
 from proxy.upstream.breakers import STATE_VALUES
 from proxy.upstream.health import UPSTREAM_HEALTH
 
@@ -346,6 +347,12 @@ class GatewayMetrics:
         self.cache_saved = self._family(Counter, "llm_gateway_cache_saved_usd_total",
                                         "What cache hits saved: the upstream's price of the cached usage.",
                                         ("provider", "model"))
+        self.saved = self._family(Counter, "llm_gateway_saved_usd_total",
+                                  "What the gateway saved, in USD, by reason: cache (cached answers), routing "
+                                  "(a rule's strategy over its dearest candidate), prompt_cache (provider cache "
+                                  "reads), trim (dropped messages).", ("reason",))
+        for reason in SavingReason:  # every reason shows from the start, at 0
+            self.saved(reason.value)
         self.unpriced = self._family(Counter, "llm_gateway_unpriced_requests_total",
                                      "Answered requests whose model has no price (their cost is null).",
                                      ("provider", "model"))
@@ -433,6 +440,9 @@ class GatewayMetrics:
             self.unpriced(provider, model).inc()  # usage came back, but nothing to price it with
         if ctx.saved_usd and ctx.cache == "HIT":
             self.cache_saved(provider, model).inc(ctx.saved_usd)
+        if ctx.saved:
+            for reason, amount in ctx.saved.items():
+                self.saved(reason).inc(amount)
 
     def _count_tokens(self, ctx: "RequestContext", provider: str, model: str, task: str) -> None:
         for kind, count in (("prompt", ctx.prompt_tokens), ("completion", ctx.completion_tokens)):

@@ -83,6 +83,37 @@ _ANTHROPIC = tuple((field, f"anthropic-ratelimit-{name}-remaining", f"anthropic-
                                        ("input_tokens", "input-tokens"), ("output_tokens", "output-tokens")))
 
 
+REMAINING_HEADERS = tuple(name for _, name, _ in (*_OPENAI, *_ANTHROPIC))
+"""The headers that carry a remaining count: an answer with none of them has no headroom to give."""
+
+
+def has_rate_limits(headers: Mapping[str, str]) -> bool:
+    """Whether ``headers`` carry any remaining count (a few lookups: cheap enough for every answer)."""
+    for name in REMAINING_HEADERS:
+        if name in headers:
+            return True
+    return False
+
+
+_NEEDS_PROMPT = frozenset(name for field, name, _ in (*_OPENAI, *_ANTHROPIC) if field in ("tokens", "input_tokens"))
+
+
+def counts_suffice(headers: Mapping[str, str], prompt_tokens: int) -> bool:
+    """Whether the remaining counts in ``headers`` leave room for a request of ``prompt_tokens``, whatever
+    their resets say (so no reset need be parsed): ``True`` means :meth:`Headroom.exhausted` of the same
+    headers is ``False``; ``False`` means only that the resets must be read to know (or that the
+    headers hold no sane count at all)."""
+    need = max(prompt_tokens, 1)
+    seen = False
+    for name in REMAINING_HEADERS:
+        count = _count(headers.get(name))
+        if count is not None:
+            if count < (need if name in _NEEDS_PROMPT else 1):
+                return False
+            seen = True
+    return seen
+
+
 def parse_headroom(headers: Mapping[str, str], now: float, wall_now: float) -> Headroom | None:
     """The allowances ``headers`` give; ``None`` when they give none.
 

@@ -25,7 +25,7 @@ import enum
 from typing import Iterable
 
 from proxy.usage import pricing
-from proxy.usage.pricing import ModelPrice, TokenUsage, cost_usd
+from proxy.usage.pricing import ModelPrice, TokenUsage, cost_units, cost_usd, usd_of_units
 
 
 class SavingReason(enum.StrEnum):
@@ -39,13 +39,19 @@ class SavingReason(enum.StrEnum):
 
 def saved_by_routing(usage: TokenUsage, actual: ModelPrice | None,
                      candidates: Iterable[ModelPrice | None]) -> float:
-    """``usage`` at the dearest of ``candidates``' prices, minus its cost at ``actual``."""
+    """``usage`` at the dearest of ``candidates``' prices, minus its cost at ``actual`` (the difference
+    taken exactly, in the integer units of :func:`proxy.usage.pricing.cost_units`, then rounded once)."""
     if actual is None:
         return 0.0
-    costs = [cost_usd(price, usage) for price in candidates if price is not None]
-    if not costs:
+    dearest = -1
+    for price in candidates:
+        if price is not None:
+            units = cost_units(price, usage)
+            if units > dearest:
+                dearest = units
+    if dearest < 0:
         return 0.0
-    return max(0.0, round(max(costs) - cost_usd(actual, usage), 10))
+    return usd_of_units(max(0, dearest - cost_units(actual, usage)))
 
 
 def saved_by_prompt_cache(price: ModelPrice | None, usage: TokenUsage) -> float:

@@ -19,10 +19,9 @@ ties always keep the rule's (config) order:
 ``least_busy``
     fewest requests in flight to the deployment.
 ``weighted``
-    today's choice for a model served by several providers
-    (:func:`proxy.pipeline.routing.pick_weighted`): one candidate drawn at
-    random in proportion to its ``weight``, the others after it in config
-    order.
+    the gateway's choice for a model served by several providers, and the
+    default of a rule: one candidate drawn at random in proportion to its
+    ``weight``, the others after it in config order.
 
 When every candidate is skipped the plan's order is empty; the caller
 answers from the skip reasons (all ``context_window``: the request is too

@@ -1,5 +1,7 @@
 """Outermost stage: give each request its id and context, turn failures into
-OpenAI-shaped errors, and write the one JSON log line per request.
+errors in the endpoint's own shape (OpenAI's, unless its handler declares
+another: the Messages API endpoints answer in Anthropic's), and write the one
+JSON log line per request.
 
 The line's level says who has to act on how the request ended
 (:func:`request_level`): ``ERROR`` for a 5xx answer and for a stream that
@@ -33,11 +35,10 @@ from proxy.observability.logs import (
     write_line,
 )
 from proxy.observability.observers import OBSERVERS
-from proxy.pipeline.header_values import header_text
+from proxy.pipeline.attribution import agent_for
 from proxy.state import STATE
 
 REQUEST_ID_HEADER = "X-Request-Id"
-AGENT_HEADER = "X-Agent"
 _MAX_REQUEST_ID = 200
 _PID = os.getpid()
 
@@ -55,7 +56,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
     """Run the rest of the pipeline and account for how it ended."""
     ctx = RequestContext(request_id=request_id_for(request), state=request.app[STATE].current)
     ctx.endpoint = getattr(request.match_info.handler, "endpoint", None)
-    ctx.agent = header_text(request.headers.get(AGENT_HEADER), _MAX_REQUEST_ID)
+    ctx.agent = agent_for(request.headers)
     request[CONTEXT_KEY] = ctx
     for observer in request.app[OBSERVERS]:
         observer.request_started(ctx)
@@ -64,9 +65,9 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
     try:
         response = await handler(request)
     except GatewayError as exc:
-        response = _error_response(ctx, exc)
+        response = _error_response(request, ctx, exc)
     except web.HTTPException as exc:
-        response = _error_response(ctx, from_http_exception(exc))
+        response = _error_response(request, ctx, from_http_exception(exc))
     except asyncio.CancelledError:
         if lifecycle.shutting_down:
             _cut_at_shutdown(request, ctx)
@@ -78,13 +79,16 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
         raise
     except Exception as exc:
         log_event("internal_error", logging.ERROR, request_id=ctx.request_id, exception=error_summary(exc))
-        response = _error_response(ctx, GatewayError(
+        response = _error_response(request, ctx, GatewayError(
             500, "The gateway failed while handling this request; it has been logged "
             f"under request id {ctx.request_id}.", code=ErrorCode.INTERNAL_ERROR))
     finally:
         lifecycle.leave(task)
     ctx.status = ctx.status or response.status
-    _finish(request, ctx)
+    if response.prepared:  # a stream, already written: account for it now
+        _finish(request, ctx)
+    else:  # aiohttp writes a plain answer once this returns: account for it just after
+        asyncio.get_running_loop().call_soon(_finish, request, ctx)
     return response
 
 
@@ -100,10 +104,13 @@ def _client_gone(request: web.Request, ctx: RequestContext) -> None:
     _finish(request, ctx)
 
 
-def _error_response(ctx: RequestContext, error: GatewayError) -> web.Response:
+def _error_response(request: web.Request, ctx: RequestContext, error: GatewayError) -> web.Response:
+    """``error`` in the shape the request's handler declares (``error_response``), else OpenAI's."""
     ctx.error = error.code or error.type
-    ctx.status = error.status
-    return error.to_response()
+    render = getattr(request.match_info.handler, "error_response", None)
+    response = error.to_response() if render is None else render(error, ctx.request_id)
+    ctx.status = response.status
+    return response
 
 
 def _finish(request: web.Request, ctx: RequestContext) -> None:
@@ -124,7 +131,8 @@ def request_level(ctx: RequestContext) -> int:
 
 
 _OPTIONAL_FIELDS = ("provider", "model", "task_type", "caller", "user", "agent", "cache",
-                    "prompt_tokens", "completion_tokens", "cost_usd", "error", "fallback_from")
+                    "prompt_tokens", "completion_tokens", "cost_usd", "error", "fallback_from",
+                    "strategy", "skipped", "trimmed", "saved")
 _NONZERO_FIELDS = ("cached_tokens", "cache_write_tokens", "saved_usd")
 
 
@@ -172,6 +180,12 @@ async def add_gateway_headers(request: web.Request, response: web.StreamResponse
         headers.update(ctx.limit_headers)
     if ctx.cache is not None:
         headers["X-Cache"] = ctx.cache
+    if ctx.strategy is not None:  # the routing plan (proxy/optimise/planner.py)
+        headers["X-Gateway-Strategy"] = ctx.strategy
+    if ctx.skipped is not None:
+        headers["X-Gateway-Skipped"] = ctx.skipped
+    if ctx.trimmed is not None:
+        headers["X-Gateway-Trimmed"] = str(ctx.trimmed)
     if ctx.attempts:
         headers["X-Gateway-Attempts"] = str(len(ctx.attempts))
         if ctx.attempts[-1]["outcome"] == "ok":

@@ -29,7 +29,8 @@ def _load_schema(name: str) -> dict[str, Any]:
     return orjson.loads(resources.files("proxy").joinpath(f"schemas/{name}.schema.json").read_bytes())
 
 
-_SCHEMAS = {"chat": _load_schema("chat_completions"), "embeddings": _load_schema("embeddings")}
+_SCHEMAS = {"chat": _load_schema("chat_completions"), "embeddings": _load_schema("embeddings"),
+            "messages": _load_schema("messages"), "count_tokens": _load_schema("count_tokens")}
 FAST_VALIDATORS: dict[str, Callable[[Any], Any]] = {
     endpoint: fastjsonschema.compile(schema) for endpoint, schema in _SCHEMAS.items()
 }

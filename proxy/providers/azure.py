@@ -18,6 +18,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
     type_name = "azure"
     default_base_url = None
+    output_limit_field = "max_tokens"
 
     @classmethod
     def config_problem(cls, body: Mapping[str, Any]) -> str | None:

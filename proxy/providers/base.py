@@ -35,10 +35,18 @@ class UpstreamCall:
     include_usage: bool = False
     api_key: str | None = None  # the upstream key picked for this attempt (rotation)
     trace_headers: Mapping[str, str] | None = None  # the attempt's traceparent, when tracing is on
+    forward_headers: Mapping[str, str] | None = None  # the caller's headers an upstream of its own format gets
 
 
 class UpstreamError(GatewayError):
-    """The upstream failed before any byte of the answer reached the caller."""
+    """The upstream failed before any byte of the answer reached the caller.
+
+    ``document`` is the upstream's own error body when it may reach a caller of
+    the upstream's own format as it is (an Anthropic upstream refusing a
+    ``/v1/messages`` caller's request: Claude Code matches on its wording).
+    """
+
+    document: bytes | None = None
 
     def __init__(self, status: int, message: str, *, retryable: bool,
                  retry_after: float | None = None, **kwargs: Any) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from typing import Any, AsyncIterator, Iterator, Mapping
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping
 
 import aiohttp
 
@@ -26,6 +26,12 @@ from proxy.providers.base import (
     UpstreamError,
     connection_error,
 )
+from proxy.upstream.attempt_feed import headers_received
+
+
+TakeBatch = Callable[[list[Event], UpstreamCall, ChatStream, Any], "tuple[list[bytes], StreamInterrupted | None]"]
+"""How one read's events become the stream's items, and the failure that ended them (see
+:meth:`HttpAdapter.take_batch`)."""
 
 
 class HttpAdapter(ProviderAdapter):
@@ -56,6 +62,7 @@ class HttpAdapter(ProviderAdapter):
                 resp = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise connection_error(self.name, exc) from None
+        headers_received(resp.headers)  # rate-limit headroom, whatever the status
         if resp.status >= 300:
             try:
                 async with asyncio.timeout(limit):
@@ -81,21 +88,27 @@ class HttpAdapter(ProviderAdapter):
         return stream
 
     async def read_chunks(self, resp: aiohttp.ClientResponse, call: UpstreamCall,
-                          stream: ChatStream) -> AsyncIterator[list[bytes]]:
+                          stream: ChatStream, take: "TakeBatch | None" = None,
+                          progress: Any = None) -> AsyncIterator[list[bytes]]:
         """Batches of OpenAI chunk payloads from ``resp``'s event stream, one per network read.
 
         The same loop for every adapter: each says how a read's events become
         chunks (:meth:`take_batch`) and when its protocol says the stream is done.
+        A stream relayed in the upstream's own format passes its own ``take``
+        and ``progress`` instead.
         """
         reader = self.event_reader(resp, call)
-        progress = self.stream_progress(call)
+        if progress is None:
+            progress = self.stream_progress(call)
+        if take is None:
+            take = self.take_batch
         try:
             with self.stream_failures():
                 while not progress.finished:
                     events = await reader.next_events()
                     if events is None:
                         break
-                    batch, failure = self.take_batch(events, call, stream, progress)
+                    batch, failure = take(events, call, stream, progress)
                     if batch:
                         yield batch
                     if failure is not None:
@@ -180,6 +193,7 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 """The most of an upstream's error body that is read (its message is in the first bytes)."""
 
 
+@functools.lru_cache(maxsize=256)
 @functools.lru_cache(maxsize=256)
 def client_timeout(limit: float, connect: float, stream: bool) -> aiohttp.ClientTimeout:
     """The (immutable, so shared) timeout of a plain call or a stream with these limits.

@@ -67,7 +67,7 @@ class MockAdapter(ProviderAdapter):
         """The plain text answer (one choice, no tools, no response format): the benchmark's path."""
         messages = call.body.get("messages") or []
         pieces = _split(_text(call, messages, 0), self.config.mock.chunk_count)
-        limit = call.body.get("max_completion_tokens") or call.body.get("max_tokens")
+        limit = call.body.get("max_completion_tokens") or call.body.get("max_tokens") or call.model.default_max_tokens
         finish = "stop"
         if isinstance(limit, int) and 0 < limit < len(pieces):
             pieces, finish = pieces[:limit], "length"
@@ -82,7 +82,7 @@ class MockAdapter(ProviderAdapter):
         messages = body.get("messages") or []
         count = body.get("n")
         count = count if isinstance(count, int) and count > 1 else 1
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or call.model.default_max_tokens
         limit = limit if isinstance(limit, int) and limit > 0 else None
         chunks = self.config.mock.chunk_count
         base_id = self._completion_id(call)

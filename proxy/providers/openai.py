@@ -1,8 +1,10 @@
 """OpenAI, and any server that speaks OpenAI's API (``openai_compatible``).
 
 Requests go upstream as the caller wrote them, unknown fields included; only
-``model`` (the upstream id) and, for streams, ``stream_options.include_usage``
-are set by the gateway. Stream chunks are forwarded byte for byte except the
+``model`` (the upstream id), for streams ``stream_options.include_usage``, and,
+for a request with no output limit to a model with ``default_max_tokens``, that
+limit (as ``max_completion_tokens`` for OpenAI itself, ``max_tokens`` for the
+servers that copy its API) are set by the gateway. Stream chunks are forwarded byte for byte except the
 usage chunk, which is kept for accounting and passed on only if the caller
 asked for it.
 """
@@ -25,6 +27,8 @@ class OpenAIAdapter(HttpAdapter):
     default_base_url = "https://api.openai.com/v1"
     chat_path = "/chat/completions"
     embeddings_path = "/embeddings"
+    output_limit_field = "max_completion_tokens"
+    """Where a model's ``default_max_tokens`` goes (OpenAI's o-series refuse ``max_tokens``)."""
 
     # ------------------------------------------------------------ requests
 
@@ -53,6 +57,9 @@ class OpenAIAdapter(HttpAdapter):
         """The upstream body: the caller's, with the upstream model id."""
         body = call.body
         body["model"] = call.model.upstream_model
+        default = call.model.default_max_tokens
+        if default is not None and body.get("max_completion_tokens") is None and body.get("max_tokens") is None:
+            body[self.output_limit_field] = default
         if stream:
             options = body.get("stream_options")
             body["stream_options"] = {**options, "include_usage": True} if isinstance(
@@ -148,3 +155,4 @@ class OpenAICompatibleAdapter(OpenAIAdapter):
     type_name = "openai_compatible"
     default_base_url = None
     needs_key = False
+    output_limit_field = "max_tokens"

@@ -18,6 +18,7 @@ class OpenRouterAdapter(OpenAIAdapter):
 
     type_name = "openrouter"
     default_base_url = "https://openrouter.ai/api/v1"
+    output_limit_field = "max_tokens"
 
     def request_headers(self, call: UpstreamCall) -> dict[str, str]:
         """OpenAI's headers plus ``HTTP-Referer`` and ``X-Title`` when configured."""

@@ -41,6 +41,7 @@ from proxy.config import FallbackConfig, ModelConfig, ProviderConfig
 from proxy.context import RequestContext
 from proxy.errors import ErrorCode, GatewayError
 from proxy.providers.base import UpstreamError
+from proxy.upstream.attempt_feed import AttemptFeed
 from proxy.upstream.breakers import CircuitBreaker
 from proxy.upstream.health import UpstreamHealth
 from proxy.upstream.keyring import KeyRing
@@ -160,6 +161,7 @@ async def try_candidate(ctx: RequestContext, health: UpstreamHealth, deployment:
             breaker.release()
             return NotAnswered(error)
         started = loop.time()
+        feed = AttemptFeed(health.stats, deployment.qualified_name, started)
         try:
             # A stream's adapter may wait one timeout for its headers and another for its first
             # event: only when twice that fits before the deadline is no timer of ours needed.
@@ -181,7 +183,10 @@ async def try_candidate(ctx: RequestContext, health: UpstreamHealth, deployment:
         else:
             breaker.record_success()
             record_attempt(ctx, deployment, "ok", 200, started)
+            feed.answered(ctx, loop.time())
             return Answered(value, deployment)
+        finally:
+            feed.end()
         record_attempt(ctx, deployment, error.code or error.type, error.status, started)
         step = after_failure(health, deployment, breaker, ring, api_key, error)
         if step is NextStep.RAISE:

@@ -155,12 +155,15 @@ class ChatAttempt:
     """
 
     ctx: RequestContext
+    body: dict[str, Any] | None = None
+    """The Chat Completions body to send when it is not the caller's own (a translated Messages request)."""
 
     def call(self, deployment: ModelConfig, api_key: str | None) -> UpstreamCall:
         """The upstream call for ``deployment``: the caller's body with the model's defaults."""
-        assert self.ctx.body is not None
+        body = self.body if self.body is not None else self.ctx.body
+        assert body is not None
         trace = self.ctx.trace
-        return UpstreamCall(model=deployment, body=upstream_chat_body(self.ctx.body, deployment),
+        return UpstreamCall(model=deployment, body=upstream_chat_body(body, deployment),
                             request_id=self.ctx.request_id, api_key=api_key,
                             trace_headers=None if trace is None else trace.attempt_started(deployment))
 

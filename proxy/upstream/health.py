@@ -2,7 +2,9 @@
 
 :class:`UpstreamHealth` pairs the circuit breakers (one per provider and
 model, :mod:`proxy.upstream.breakers`) with the key rings (one per provider,
-:mod:`proxy.upstream.keyring`). It lives on the application
+:mod:`proxy.upstream.keyring`) and each deployment's in-flight count, moving
+averages and rate-limit headroom (:mod:`proxy.optimise.deployment_stats`,
+fed by :mod:`proxy.upstream.attempt_feed`). It lives on the application
 (``UPSTREAM_HEALTH``), not in a config snapshot, so a reload keeps what it
 learned. Each worker process has its own.
 """
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from proxy.config import FallbackConfig, ModelConfig
+from proxy.optimise.deployment_stats import DeploymentStats
 from proxy.upstream.breakers import BreakerBoard, BreakerSettings
 from proxy.upstream.keyring import KeyRings
 
@@ -27,6 +30,7 @@ class UpstreamHealth:
     def __init__(self) -> None:
         self.breakers = BreakerBoard()
         self.keyrings = KeyRings()
+        self.stats = DeploymentStats()
 
     def configure(self, fallback: FallbackConfig) -> None:
         """Take breaker settings from a (re)loaded config."""

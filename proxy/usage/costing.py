@@ -12,6 +12,7 @@ from typing import Any
 from proxy.config import GatewayConfig
 from proxy.context import RequestContext
 from proxy.observability.logs import log_event
+from proxy.optimise.request_savings import settle
 from proxy.usage.pricing import TokenUsage, cost_usd
 
 COST_HEADER = "X-Gateway-Cost"
@@ -20,6 +21,8 @@ COST_HEADER = "X-Gateway-Cost"
 
 def charge(ctx: RequestContext, usage: dict[str, Any] | None) -> float | None:
     """Keep ``usage``'s counts on ``ctx`` and price them; ``None`` when the model has no price.
+
+    What the answer saved (routing, prompt cache, trimming) is kept on ``ctx`` too.
 
     Without a reported usage the request costs nothing it can be charged for:
     counts stay unknown and the cost is ``None``.
@@ -31,6 +34,7 @@ def charge(ctx: RequestContext, usage: dict[str, Any] | None) -> float | None:
     ctx.cached_tokens, ctx.cache_write_tokens = tokens.cached_tokens, tokens.cache_write_tokens
     price = ctx.deployment.price if ctx.deployment is not None else None
     ctx.cost_usd = cost_usd(price, tokens) if price is not None else None
+    settle(ctx, tokens, price)
     return ctx.cost_usd
 
 

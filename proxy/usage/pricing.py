@@ -229,6 +229,16 @@ def cost_usd(price: ModelPrice, usage: TokenUsage) -> float:
                     + usage.completion_tokens * output_units)
 
 
+def cost_units(price: ModelPrice, usage: TokenUsage) -> int:
+    """``usage`` at ``price`` in integer units of 1e-14 USD: :func:`cost_usd` before its rounding
+    (to compare and subtract costs exactly; :data:`usd_of_units` rounds the result)."""
+    fresh_units, read_units, write_units, output_units = price.units
+    if not (usage.cached_tokens or usage.cache_write_tokens):
+        return usage.prompt_tokens * fresh_units + usage.completion_tokens * output_units
+    fresh, cached, written = _prompt_parts(usage)
+    return fresh * fresh_units + cached * read_units + written * write_units + usage.completion_tokens * output_units
+
+
 def saved_by_prompt_cache(price: ModelPrice, usage: TokenUsage) -> float:
     """What the prompt cache's reads saved: their price as fresh input minus what they cost."""
     _, cached, _ = _prompt_parts(usage)
@@ -260,3 +270,7 @@ def _dollars(units: int) -> float:
     if rest * 2 > _UNITS_PER_ROUNDED or (rest * 2 == _UNITS_PER_ROUNDED and steps % 2):
         steps += 1
     return steps / 10**10
+
+
+usd_of_units = _dollars
+"""Integer 1e-14 USD units (:func:`cost_units`) as dollars, rounded as every cost is."""

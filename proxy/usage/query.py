@@ -46,9 +46,12 @@ MONEY_DIGITS = 9  # sums of USD are rounded to a billionth of a dollar
 
 _BUCKET_SECONDS = {"day": 86400, "hour": 3600}
 _TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens")
-METRICS: tuple[str, ...] = ("requests", *_TOKEN_FIELDS, "cost_usd", "unpriced_requests", "saved_usd", "errors")
+SAVED_FIELDS: tuple[str, ...] = ("saved_cache_usd", "saved_routing_usd", "saved_prompt_cache_usd", "saved_trim_usd")
+"""``saved_usd`` by reason (the ledger's columns of the same names)."""
+METRICS: tuple[str, ...] = ("requests", *_TOKEN_FIELDS, "cost_usd", "unpriced_requests", "saved_usd", "errors",
+                            *SAVED_FIELDS)
 """The sums every row and the totals carry, in order."""
-_COUNT_METRICS = frozenset(METRICS) - {"cost_usd", "saved_usd"}
+_COUNT_METRICS = frozenset(METRICS) - {"cost_usd", "saved_usd", *SAVED_FIELDS}
 
 
 # ------------------------------------------------------------------ the question
@@ -160,6 +163,7 @@ _AGGREGATES = (
     ("unpriced_requests", "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)"),
     ("saved_usd", "COALESCE(SUM(saved_usd), 0)"),
     ("errors", "SUM(CASE WHEN status >= 400 OR error IS NOT NULL THEN 1 ELSE 0 END)"),
+    *((name, f'COALESCE(SUM("{name}"), 0)') for name in SAVED_FIELDS),
 )
 assert tuple(name for name, _ in _AGGREGATES) == METRICS
 

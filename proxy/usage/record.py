@@ -20,7 +20,10 @@ class UsageRecord:
     from the provider's prompt cache and ``cache_write_tokens`` prompt tokens
     written to it (both are part of ``prompt_tokens``). ``cost_usd`` is
     ``None`` when the model has no price; ``saved_usd`` is what the gateway
-    saved (a cache hit: what the upstream would have charged).
+    saved in all, and ``saved_<reason>_usd`` the same by reason (``cache``: a
+    cache hit, what the upstream would have charged; ``routing``, ``prompt_cache``
+    and ``trim``: see :mod:`proxy.optimise.savings`). A record spooled by an
+    older gateway, without the per-reason fields, reads with them at 0.
     """
 
     record_id: str
@@ -48,6 +51,10 @@ class UsageRecord:
     cache: str | None = None
     fallback_from: str | None = None
     stream: bool = False
+    saved_cache_usd: float = 0.0
+    saved_routing_usd: float = 0.0
+    saved_prompt_cache_usd: float = 0.0
+    saved_trim_usd: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a plain dict (the spool file's line, a row's values)."""

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Protocol
 
 from proxy.context import RequestContext
 from proxy.ids import unique_id
+from proxy.optimise.request_savings import ledger_columns
 from proxy.usage.record import UsageRecord
 
 if TYPE_CHECKING:
     from proxy.config import GatewayConfig
 
-RECORDED_ENDPOINTS = frozenset({"chat", "embeddings"})
-"""The endpoints whose requests reach a model, and so get a ledger record (failures included)."""
+RECORDED_ENDPOINTS = frozenset({"chat", "embeddings", "messages"})
+"""The endpoints whose requests reach a model, and so get a ledger record (failures included);
+``count_tokens`` uses no tokens and costs nothing, so it gets none."""
 
 
 class RecordSink(Protocol):
@@ -56,6 +58,7 @@ def usage_record(ctx: RequestContext, wall_now: float, perf_now: float) -> Usage
         cache=ctx.cache,
         fallback_from=ctx.fallback_from,
         stream=ctx.stream,
+        **ledger_columns(ctx),
     )
 
 

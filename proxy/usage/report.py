@@ -107,7 +107,7 @@ def config_path(given: str | None) -> str:
 def _cell(name: str, value: Any) -> str:
     if name in GROUP_FIELDS:
         return "-" if value is None else str(value)
-    if name in ("cost_usd", "saved_usd"):
+    if name.endswith("_usd"):
         return f"${value:,.4f}" if value < 1000 else f"${value:,.2f}"
     return f"{value:,}"
 
@@ -144,11 +144,21 @@ def format_table(doc: dict[str, Any]) -> str:
     if totals["unpriced_requests"]:
         notes.append(f"{totals['unpriced_requests']:,} request(s) had no price (counted as $0)")
     if totals["saved_usd"]:
-        notes.append(f"the response cache saved {_cell('saved_usd', totals['saved_usd'])}")
+        notes.append(f"the gateway saved {_cell('saved_usd', totals['saved_usd'])}" + _saved_by_reason(totals))
     if doc.get("truncated"):
         notes.append(f"only the {len(doc['data']):,} most expensive rows are shown; the totals cover all")
     out += [f"note: {note}" for note in notes]
     return "\n".join(out)
+
+
+_SAVED_REASONS = (("saved_cache_usd", "response cache"), ("saved_routing_usd", "routing"),
+                  ("saved_prompt_cache_usd", "prompt cache"), ("saved_trim_usd", "trimming"))
+
+
+def _saved_by_reason(totals: dict[str, Any]) -> str:
+    """`` (response cache $x, routing $y)``: the reasons that saved something (older records have none)."""
+    parts = [f"{label} {_cell(name, totals[name])}" for name, label in _SAVED_REASONS if totals.get(name)]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 # ------------------------------------------------------------------ the command

@@ -15,6 +15,17 @@ from proxy.usage.record import FIELDS
 TABLE = "usage_records"
 MIGRATIONS_TABLE = "schema_migrations"
 
+V1_FIELDS: tuple[str, ...] = (
+    "record_id", "request_id", "time", "endpoint", "status", "caller", "team", "user", "agent", "task_type",
+    "provider", "model", "upstream_model", "prompt_tokens", "completion_tokens", "cached_tokens",
+    "cache_write_tokens", "cost_usd", "saved_usd", "latency_ms", "ttft_ms", "error", "cache", "fallback_from",
+    "stream",
+)
+"""The columns version 1 created (fixed: later fields arrive by later migrations)."""
+V2_FIELDS: tuple[str, ...] = ("saved_cache_usd", "saved_routing_usd", "saved_prompt_cache_usd", "saved_trim_usd")
+"""The columns version 2 adds: what was saved, by reason."""
+assert V1_FIELDS + V2_FIELDS == FIELDS, "a new record field needs a migration that adds its column"
+
 _COLUMN_TYPES = {
     "sqlite": {
         "record_id": "TEXT PRIMARY KEY", "request_id": "TEXT NOT NULL", "time": "REAL NOT NULL", "endpoint": "TEXT NOT NULL",
@@ -33,12 +44,20 @@ _COLUMN_TYPES = {
         "ttft_ms": "DOUBLE PRECISION", "stream": "BOOLEAN NOT NULL DEFAULT FALSE",
     },
 }
+for _name in V2_FIELDS:
+    _COLUMN_TYPES["sqlite"][_name] = "REAL NOT NULL DEFAULT 0"
+    _COLUMN_TYPES["postgresql"][_name] = "DOUBLE PRECISION NOT NULL DEFAULT 0"
 
 
 def _create_table(dialect: str) -> str:
     types = _COLUMN_TYPES[dialect]
-    columns = ",\n  ".join(f'"{name}" {types.get(name, "TEXT")}' for name in FIELDS)
+    columns = ",\n  ".join(f'"{name}" {types.get(name, "TEXT")}' for name in V1_FIELDS)
     return f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {columns}\n)"
+
+
+def _add_column(dialect: str, name: str) -> str:
+    """``ALTER TABLE ... ADD COLUMN`` (run once, in the migrations' transaction and lock)."""
+    return f'ALTER TABLE {TABLE} ADD COLUMN "{name}" {_COLUMN_TYPES[dialect][name]}'
 
 
 MIGRATIONS: dict[int, dict[str, list[str]]] = {
@@ -51,5 +70,7 @@ MIGRATIONS: dict[int, dict[str, list[str]]] = {
         ]
         for dialect in ("sqlite", "postgresql")
     },
+    2: {dialect: [_add_column(dialect, name) for name in V2_FIELDS] for dialect in ("sqlite", "postgresql")},
 }
-"""Version -> dialect -> statements. Version 1 creates the records table and its indexes."""
+"""Version -> dialect -> statements. Version 1 creates the records table and its indexes; version 2
+adds what each request saved, by reason (0 for the records before it)."""

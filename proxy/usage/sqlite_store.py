@@ -24,9 +24,9 @@ from proxy.usage.store import MIGRATIONS_DDL
 
 BUSY_TIMEOUT_MS = 5000
 _COLUMNS = ", ".join(f'"{name}"' for name in FIELDS)
-# Rows per statement: SQLite 3.32 and later take 32,766 parameters per statement (500 rows of 25
-# columns); older ones 999 (38 rows).
-ROWS_PER_STATEMENT = 500 if sqlite3.sqlite_version_info >= (3, 32) else 38
+# Rows per statement: SQLite 3.32 and later take 32,766 parameters per statement (500 rows of 29
+# columns); older ones 999 (34 rows).
+ROWS_PER_STATEMENT = 500 if sqlite3.sqlite_version_info >= (3, 32) else 999 // len(FIELDS)
 _ROW = "(" + ", ".join("?" for _ in FIELDS) + ")"
 _INSERT_PREFIX = f"INSERT OR IGNORE INTO {TABLE} ({_COLUMNS}) VALUES "
 _INSERT_FULL = _INSERT_PREFIX + ", ".join([_ROW] * ROWS_PER_STATEMENT)

@@ -11,6 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tests.bench import loadgen, wrk
 from tests.bench.stats import LoadResult
@@ -45,24 +46,28 @@ class Driver:
     def tool(self) -> str:
         return "wrk" if self.use_wrk else "asyncio"
 
-    def _bodies(self, unique: bool) -> loadgen.BodyFactory:
+    def _bodies(self, unique: bool, model: str | None = None) -> loadgen.BodyFactory:
         if unique:
-            return loadgen.unique_bodies(self.model)
-        fixed = loadgen.chat_body("bench hit", self.model)
+            return loadgen.unique_bodies(model or self.model)
+        fixed = loadgen.chat_body("bench hit", model or self.model)
         return lambda: fixed
 
     def run(self, url: str, concurrency: int, seconds: float, unique: bool = True,
-            warmup: float = 0.0) -> LoadResult:
-        """A warm-up (discarded) then a measured run of ``seconds`` at ``concurrency``."""
-        if warmup > 0:
-            self._run(url, concurrency, warmup, unique)
-        return self._run(url, concurrency, seconds, unique)
+            warmup: float = 0.0, model: str | None = None) -> LoadResult:
+        """A warm-up (discarded) then a measured run of ``seconds`` at ``concurrency``.
 
-    def _run(self, url: str, concurrency: int, seconds: float, unique: bool) -> LoadResult:
+        The body (``{"model", "max_tokens", "messages"}``, valid for Chat Completions and the
+        Messages API alike) names ``model`` (default: the driver's) and goes to ``url``'s path.
+        """
+        if warmup > 0:
+            self._run(url, concurrency, warmup, unique, model)
+        return self._run(url, concurrency, seconds, unique, model)
+
+    def _run(self, url: str, concurrency: int, seconds: float, unique: bool, model: str | None = None) -> LoadResult:
         if self.use_wrk:
-            script = wrk.write_script(self.workdir, self.key, self.model, unique)
+            script = wrk.write_script(self.workdir, self.key, model or self.model, unique, path=urlsplit(url).path)
             return wrk.run(url, script, concurrency, seconds, threads=self._threads(concurrency))
-        return asyncio.run(loadgen.plain_load(url, self._bodies(unique), self.key, concurrency, seconds))
+        return asyncio.run(loadgen.plain_load(url, self._bodies(unique, model), self.key, concurrency, seconds))
 
     def count(self, url: str, concurrency: int, requests: int, max_seconds: float) -> LoadResult:
         """About ``requests`` unique requests (fewer if ``max_seconds`` runs out first).

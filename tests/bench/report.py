@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.bench.messages import ADDED, PATHS
+
 Row = tuple[str, Any, Any, Any, str]
 HEADER: Row = ("metric", "direct", "floor", "gateway", "ratio / note")
 WIDTHS = (44, 12, 12, 12)
@@ -73,7 +75,33 @@ def rows(r: dict[str, Any]) -> list[Row]:
     out.append(("stream total p50 (ms)", *_each(st, "total_p50_ms"), ""))
     out.append(("all streams done, per round (s)", *_each(st, "wall_s_mean"), ""))
     out += _cache_rows(r, c) + _rss_error_rows(r) + _leak_rows(r) + _held_rows(r) + _workers_rows(r, c)
-    out += _admission_rows(r)
+    out += _admission_rows(r) + _messages_rows(r, c)
+    return out
+
+
+def messages_figures(r: dict[str, Any]) -> dict[str, Any]:
+    """The Messages phase's comparisons: per gateway path, added p50 at c=1 and requests/s over chat's."""
+    m = r.get("messages") or {}
+    high = next((label for label in m if label != "c1"), None)
+    figures: dict[str, Any] = {}
+    for path, direct in ADDED.items():
+        added = _diff(_get(m, "c1", path, "p50_ms"), _get(m, "c1", direct, "p50_ms"))
+        share = _ratio(_get(m, high or "", path, "rps"), _get(m, high or "", "gateway chat", "rps"))
+        figures[path] = {"added_p50_ms": added, "rps_vs_chat": share}
+    return figures
+
+
+def _messages_rows(r: dict[str, Any], c: int) -> list[Row]:
+    m = r.get("messages")
+    if not m:
+        return []
+    figures = messages_figures(r)
+    out: list[Row] = [("-- /v1/messages vs chat (plain, unique)", "c=1 p50", "added", f"c={c} rps", "")]
+    high = f"c{c}"
+    for path in PATHS:
+        fig = figures.get(path, {})
+        note = f"rps/chat {fmt(fig['rps_vs_chat'])}" if fig.get("rps_vs_chat") is not None else ""
+        out.append((path, _get(m, "c1", path, "p50_ms"), fig.get("added_p50_ms"), _get(m, high, path, "rps"), note))
     return out
 
 
@@ -201,6 +229,18 @@ def budgets(r: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
     def check(value: Any, ok: bool) -> bool | None:
         return None if value is None else ok
 
+    messages = messages_figures(r) if r.get("messages") else {}
+    native, chat = messages.get("gateway native", {}), messages.get("gateway chat", {})
+    native_added, chat_added = native.get("added_p50_ms"), chat.get("added_p50_ms")
+    native_share = native.get("rps_vs_chat")
+    extra = [] if not messages else [
+        ("messages native added p50 <= chat's + 0.1 ms",
+         check(native_added, native_added is not None and chat_added is not None
+               and native_added <= chat_added + 0.1), f"{fmt(native_added)} vs {fmt(chat_added)} ms"),
+        ("messages native requests/s >= 90% of chat's",
+         check(native_share, native_share is not None and native_share >= 0.9),
+         f"{native_share * 100:.0f}%" if native_share is not None else "-"),
+    ]
     return [
         ("added latency p50 at c=1 <= 0.5 ms", check(added50, added50 is not None and added50 <= 0.5),
          f"{fmt(added50)} ms"),
@@ -220,7 +260,7 @@ def budgets(r: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
          check(held or None,
                bool(held) and held.get("errors") == 0 and held.get("completed") == held.get("streams")),
          f"{held.get('completed', '-')} completed, {held.get('errors', '-')} errors"),
-    ]
+    ] + extra
 
 
 def budget_lines(results: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.bench import phases, report, servers, wrk
+from tests.bench import messages, phases, report, servers, wrk
 from tests.bench.drive import Driver
 from tests.bench.plan import FULL, QUICK
 from tests.bench.procs import Procs, raise_nofile_limit
@@ -49,6 +49,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--measure", type=float, help="seconds per measured plain-load run (overrides the plan)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs) and print it")
     parser.add_argument("--no-ledger", action="store_true", help="run the gateway without the SQLite usage ledger")
+    parser.add_argument("--messages", action="store_true",
+                        help="also measure POST /v1/messages (native and translated) against chat completions")
+    parser.add_argument("--only-messages", action="store_true",
+                        help="measure only the Messages phase (with the chat completions it compares to)")
     limits = parser.add_mutually_exclusive_group()
     limits.add_argument("--no-limits", action="store_true", help="run the gateway's key without limits")
     limits.add_argument("--redis-limits", action="store_true",
@@ -91,14 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["load_tool"] = driver.tool
         bench = phases.Bench(plan, procs, driver, upstream, floor, gateway, results)
         bench.snapshot_rss("start")
-        phases.plain_phase(bench, "c1", 1, ("direct", "floor", "gateway"))
-        phases.plain_phase(bench, "c32", plan.high_concurrency, ("direct", "floor", "gateway"))
-        phases.streams_phase(bench)
-        phases.cache_phase(bench)
-        phases.leak_phase(bench)
-        phases.big_streams_phase(bench)
-        phases.workers_phase(bench)
-        phases.admission_phase(bench)
+        if not args.only_messages:
+            phases.plain_phase(bench, "c1", 1, ("direct", "floor", "gateway"))
+            phases.plain_phase(bench, "c32", plan.high_concurrency, ("direct", "floor", "gateway"))
+        if args.messages or args.only_messages:
+            messages.messages_phase(bench)
+        if not args.only_messages:
+            phases.streams_phase(bench)
+            phases.cache_phase(bench)
+            phases.leak_phase(bench)
+            phases.big_streams_phase(bench)
+            phases.workers_phase(bench)
+            phases.admission_phase(bench)
         results["meta"]["seconds"] = round(time.monotonic() - started, 1)
         results["meta"]["loadavg_after"] = os.getloadavg()[0]
         print(report.table(results))

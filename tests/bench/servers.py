@@ -22,6 +22,8 @@ from tests.bench.procs import Child, Procs, free_port
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "bench-caller-key-7f3a"
 MODEL = "bench-model"
+MESSAGES_MODEL = "bench-claude"
+"""The model of the gateway's ``anthropic`` provider (the bench upstream's ``/v1/messages``)."""
 WITH_LEDGER = True
 """Whether the gateway under test writes the SQLite usage ledger (``--no-ledger`` turns it off)."""
 LIMITS_BACKEND: str | None = "memory"
@@ -51,6 +53,10 @@ class Server:
     @property
     def chat_url(self) -> str:
         return self.url + "/v1/chat/completions"
+
+    @property
+    def messages_url(self) -> str:
+        return self.url + "/v1/messages"
 
     def rss_mb(self) -> float:
         """RSS of the whole process group (one process unless it has workers), in MB."""
@@ -100,6 +106,10 @@ def gateway_config(upstream: Server, metrics_port: int, workers: int = 1,
         "providers": {
             "bench": {"type": "openai", "api_key": "sk-bench-upstream", "base_url": upstream.url + "/v1",
                       "models": {MODEL: {"pricing": {"input": 2.5, "output": 10, "cached_input": 1.25}}}},
+            # the Messages phase's native path (unused by the other phases)
+            "bench-anthropic": {"type": "anthropic", "api_key": "sk-bench-upstream", "base_url": upstream.url,
+                                "models": {MESSAGES_MODEL: {"pricing": {"input": 3, "output": 15,
+                                                                        "cached_input": 0.3}}}},
         },
         "routing": {"default_provider": "bench", "default_model": MODEL},
         "caching": {"enabled": True},

@@ -1,4 +1,7 @@
-"""A fast local upstream speaking OpenAI's chat completions format.
+"""A fast local upstream speaking OpenAI's chat completions format, and Anthropic's Messages API.
+
+``POST /v1/messages`` answers a small static Anthropic ``message`` with
+``usage`` (plain only: the Messages phase measures plain requests).
 
 ``POST /v1/chat/completions``:
 
@@ -37,6 +40,13 @@ TOKEN_CHUNK = b"data: " + _HEAD + b'"choices":[{"index":0,"delta":{"content":"to
 LAST_CHUNK = b"data: " + _HEAD + b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
 USAGE_CHUNK = b"data: " + _HEAD + b'"choices":[],"usage":' + orjson.dumps(USAGE) + b"}\n\n"
 DONE = b"data: [DONE]\n\n"
+MESSAGE = orjson.dumps({
+    "id": "msg_bench", "type": "message", "role": "assistant", "model": "bench-claude",
+    "content": [{"type": "text", "text": "Hello from the bench upstream."}],
+    "stop_reason": "end_turn", "stop_sequence": None,
+    "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+              "output_tokens": 9},
+})
 
 
 def stream_chunks(count: int) -> list[bytes]:
@@ -70,8 +80,13 @@ def make_app(chunks: int, delay_ms: float) -> web.Application:
         await response.write_eof()
         return response
 
+    async def messages(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=MESSAGE, content_type="application/json")
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/messages", messages)
     return app
 
 

@@ -155,6 +155,8 @@ def test_the_cost_dashboard_shows_what_the_issue_lists() -> None:
     for e in exprs(doc):
         if "llm_gateway_cost_usd_total" in e:  # every spend panel follows every filter
             assert {"provider", "model", "caller", "team"} <= referenced_variables(e), e
+    savings = [e for e in exprs(doc) if "llm_gateway_saved_usd_total" in e]
+    assert savings and all("by (reason)" in e for e in savings), "no savings by reason"
 
 
 def test_the_links_between_the_dashboards_use_the_spec_s_urls() -> None:

@@ -297,8 +297,12 @@ async def test_the_limits_view_with_auth_off(gateway) -> None:
 SAMPLE_BODIES = {
     "chat": chat(),
     "embeddings": {"model": "text-embedding-3-small", "input": "hello"},
+    "messages": {"model": "gpt-4o", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]},
+    "count_tokens": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
 }
 """A valid body for each endpoint that reaches a model: a new one must be added here."""
+COUNTED_BY_THE_GATEWAY = frozenset({"count_tokens"})
+"""Endpoints the gateway answers itself for an OpenAI model (it counts the tokens): limited, not forwarded."""
 
 
 async def test_every_route_that_reaches_an_upstream_is_limited(gateway, fake_openai) -> None:
@@ -315,7 +319,7 @@ async def test_every_route_that_reaches_an_upstream_is_limited(gateway, fake_ope
         if endpoint in MODEL_ENDPOINTS:
             assert body is not None, f"{path}: add a sample body for endpoint {endpoint!r}"
             assert (first.status, second.status) == (200, 429), path
-            assert reached, path
+            assert reached or endpoint in COUNTED_BY_THE_GATEWAY, path
         else:
             assert not reached, f"{path} reached an upstream without going through the limits stage"
         await client.close()

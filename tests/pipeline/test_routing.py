@@ -93,19 +93,21 @@ async def test_task_type_is_not_forwarded(gateway, fake_openai) -> None:
     assert sent["model"] == "gpt-4o-mini"
 
 
-def test_weighted_pick_follows_weights_among_healthy() -> None:
-    import random
+def test_a_name_served_by_several_providers_is_drawn_by_weight_among_the_healthy() -> None:
+    raw = make_config()
+    raw["providers"]["a"] = {"type": "mock", "models": {"m": {"weight": 9}}}
+    raw["providers"]["b"] = {"type": "mock", "models": {"m": {"weight": 1}}}
+    config = parse_config(raw, environ={})
 
-    from proxy.config import ModelConfig
-    from proxy.pipeline.routing import pick_weighted
+    def pick(healthy=lambda model: True) -> tuple[str, str | None]:
+        ctx = RequestContext(request_id="r", state=None)  # type: ignore[arg-type]
+        route = resolve_route(config, {"model": "m"}, {}, ctx, healthy)
+        return route.model.provider, ctx.skipped
 
-    heavy = ModelConfig("m", "a", "m", weight=9)
-    light = ModelConfig("m", "b", "m", weight=1)
-    rng = random.Random(7)
-    picks = [pick_weighted((heavy, light), rng=rng).provider for _ in range(2000)]
+    picks = [pick()[0] for _ in range(2000)]
     assert 0.85 < picks.count("a") / 2000 < 0.95
-    only_light = [pick_weighted((heavy, light), lambda m: m.provider == "b", rng).provider for _ in range(20)]
-    assert set(only_light) == {"b"}
+    assert {pick(lambda model: model.provider == "b") for _ in range(20)} == {("b", "a/m=breaker_open")}
+    assert {pick(lambda model: False)[0] for _ in range(200)} == {"a", "b"}  # none healthy: all drawn
 
 
 def test_fallback_plan_order() -> None:

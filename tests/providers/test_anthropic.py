@@ -485,9 +485,9 @@ async def test_max_tokens_defaults(client: Any, fake: FakeAnthropic) -> None:
 
 async def test_configured_max_tokens_is_a_limit_not_a_default(client: Any, fake: FakeAnthropic) -> None:
     await client.post("/v1/chat/completions", json=hello(model="claude-big"))
-    await client.post("/v1/chat/completions", json=hello(model="claude-big", max_tokens=20_000))
+    await client.post("/v1/chat/completions", json=hello(model="claude-big", max_tokens=4_000))
     resp = await client.post("/v1/chat/completions", json=hello(model="claude-big", max_tokens=100_001))
-    assert [sent.body["max_tokens"] for sent in fake.received] == [DEFAULT_MAX_TOKENS, 20_000]
+    assert [sent.body["max_tokens"] for sent in fake.received] == [DEFAULT_MAX_TOKENS, 4_000]
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "max_tokens_exceeded"
 

@@ -49,12 +49,12 @@ def sample_records() -> list[Any]:
     return [
         record("2025-05-01T00:00:00", caller="alice", team="red", user="u1", agent="planner", task_type="code",
                provider="openai", model="gpt-4o", prompt_tokens=100, completion_tokens=20, cached_tokens=40,
-               cost_usd=0.5),
+               cost_usd=0.5, saved_usd=0.03, saved_prompt_cache_usd=0.02, saved_trim_usd=0.01),
         record("2025-05-01T00:59:59", caller="alice", team="red", user="u2", agent="planner", task_type="chat",
                provider="openai", model="fast", prompt_tokens=10, completion_tokens=5, cost_usd=0.01),
         record("2025-05-01T01:00:00", caller="bob", team="blue", user="u1", agent="writer", task_type="code",
                provider="anthropic", model="claude", prompt_tokens=300, completion_tokens=70, cost_usd=1.25,
-               saved_usd=0.75),
+               saved_usd=0.75, saved_cache_usd=0.5, saved_routing_usd=0.25),
         record("2025-05-01T23:59:59.5", caller="bob", team="blue", agent="writer", provider="anthropic",
                model="claude", status=502, error="upstream_error"),
         record("2025-05-02T00:00:00", caller="bob", team="blue", agent="planner", provider="openai",
@@ -207,13 +207,15 @@ async def test_the_exact_rows_by_caller(filled: Ledger) -> None:
     assert by_caller["bob"] == {
         "caller": "bob", "requests": 3, "prompt_tokens": 350, "completion_tokens": 120, "cached_tokens": 0,
         "cost_usd": 1.45, "unpriced_requests": 1, "saved_usd": 0.75, "errors": 2,
+        "saved_cache_usd": 0.5, "saved_routing_usd": 0.25, "saved_prompt_cache_usd": 0.0, "saved_trim_usd": 0.0,
     }
     assert by_caller["alice"]["requests"] == 3 and by_caller["alice"]["cached_tokens"] == 40
     assert by_caller["alice"]["cost_usd"] == 0.51 and by_caller["alice"]["unpriced_requests"] == 1
     assert by_caller[None]["cost_usd"] == 0.0 and by_caller[None]["unpriced_requests"] == 1
     assert doc["totals"] == {
         "requests": 7, "prompt_tokens": 468, "completion_tokens": 149, "cached_tokens": 40, "cost_usd": 1.96,
-        "unpriced_requests": 3, "saved_usd": 0.75, "errors": 2,
+        "unpriced_requests": 3, "saved_usd": 0.78, "errors": 2,
+        "saved_cache_usd": 0.5, "saved_routing_usd": 0.25, "saved_prompt_cache_usd": 0.02, "saved_trim_usd": 0.01,
     }
 
 

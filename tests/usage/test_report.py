@@ -69,7 +69,9 @@ async def test_a_table_by_agent(filled: Ledger, tmp_path: Path) -> None:
     }
     assert [line.split()[0] for line in lines[3:6]] == ["writer", "planner", "-"]  # most expensive first
     assert lines[7].split() == ["total", "7", "468", "149", "40", "$1.9600", "2"]
-    assert "3 request(s) had no price" in done.stdout and "saved $0.7500" in done.stdout
+    assert "3 request(s) had no price" in done.stdout
+    assert ("the gateway saved $0.7800 (response cache $0.5000, routing $0.2500, prompt cache $0.0200, "
+            "trimming $0.0100)") in done.stdout
 
 
 async def test_json_is_exactly_the_endpoints_document(filled: Ledger, tmp_path: Path, usage_gateway: Any) -> None:

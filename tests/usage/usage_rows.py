@@ -23,9 +23,10 @@ import pytest
 from proxy.app import create_app
 from proxy.config import parse_config
 from proxy.config.model import UsageConfig
-from proxy.usage.query import METRICS, usage_reader_context
+from proxy.usage.query import METRICS, SAVED_FIELDS, usage_reader_context
 from proxy.usage.record import FIELDS, UsageRecord
 from proxy.usage.schema import MIGRATIONS, TABLE
+from proxy.usage.store import MIGRATIONS_DDL
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 PG_DATABASE = "usage_query_tests"
@@ -65,8 +66,13 @@ class Ledger:
         self.records: list[UsageRecord] = []
 
     async def create(self) -> None:
-        """Run the migrations (the writer's job in production)."""
-        await self._run([(statement, []) for statement in MIGRATIONS[1][self.dialect]])
+        """Run the migrations and record them as run (the writer's job in production)."""
+        mark = "INSERT INTO schema_migrations (version, applied_at) VALUES " + (
+            "(?, 0)" if self.dialect == "sqlite" else "($1, 0)")
+        await self._run([(MIGRATIONS_DDL[self.dialect], [])]
+                        + [(statement, []) for version in sorted(MIGRATIONS)
+                           for statement in MIGRATIONS[version][self.dialect]]
+                        + [(mark, [version]) for version in sorted(MIGRATIONS)])
 
     async def insert(self, records: Iterable[UsageRecord]) -> None:
         records = list(records)
@@ -196,6 +202,8 @@ def expected(records: Iterable[UsageRecord], start: float, end: float, group_by:
         sums["unpriced_requests"] += rec.cost_usd is None
         sums["saved_usd"] += rec.saved_usd
         sums["errors"] += rec.status >= 400 or rec.error is not None
+        for name in SAVED_FIELDS:
+            sums[name] += getattr(rec, name)
 
     groups: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(zero)
     totals = zero()
@@ -221,7 +229,7 @@ def close_enough(got: dict[str, Any], want: dict[str, Any]) -> bool:
     if got.keys() != want.keys():
         return False
     for name, value in want.items():
-        if name in ("cost_usd", "saved_usd"):
+        if name.endswith("_usd"):
             if abs(got[name] - value) > 1e-8:
                 return False
         elif got[name] != value:

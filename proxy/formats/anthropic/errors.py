@@ -10,8 +10,9 @@ event. The error ``type`` follows the HTTP status as Anthropic documents it
 other 4xx ``invalid_request_error``, other 5xx ``api_error``). Anthropic
 documents no 503: the gateway's 503s (overloaded, no healthy upstream, the
 upstream unavailable, shutting down) mean "temporarily unable, retry", which
-is Anthropic's ``overloaded_error``; the status itself is kept, so the
-anthropic SDK raises its ``ServiceUnavailableError`` and retries.
+is Anthropic's ``overloaded_error``, answered with Anthropic's status for it,
+529 (:func:`status_for`), so the anthropic SDKs raise ``OverloadedError`` and
+Claude Code treats it as the overload it is.
 
 The gateway's own error code is not part of Anthropic's shape (the log line
 and the metrics keep it); it only refines the type where the status alone
@@ -73,6 +74,17 @@ def error_type_for(status: int, code: str | None = None) -> str:
     return "invalid_request_error" if 400 <= status < 500 else "api_error"
 
 
+OVERLOADED_STATUS = 529
+"""Anthropic's status for ``overloaded_error``."""
+
+
+def status_for(status: int, code: str | None = None) -> int:
+    """The status Anthropic would answer with: 529 for an ``overloaded_error``, else ``status``."""
+    if 500 <= status < 600 and error_type_for(status, code) == "overloaded_error":
+        return OVERLOADED_STATUS
+    return status
+
+
 def error_body(status: int, message: str, code: str | None = None,
                request_id: str | None = None) -> dict[str, Any]:
     """The ``{"type": "error", "error": {"type", "message"}}`` document (also a stream's ``error`` event)."""
@@ -84,8 +96,15 @@ def error_body(status: int, message: str, code: str | None = None,
 
 
 def error_body_for(exc: GatewayError, request_id: str | None = None) -> dict[str, Any]:
-    """The Anthropic-shaped document for a :class:`GatewayError` (answered with ``exc.status``)."""
-    return error_body(exc.status, exc.message, exc.code, request_id)
+    """The Anthropic-shaped document for a :class:`GatewayError`.
+
+    Anthropic's shape has no ``param``: a field the message does not name yet
+    goes in front of it, as Anthropic writes its own (``tools[0].type: ...``).
+    """
+    message = exc.message
+    if exc.param and exc.param not in message:
+        message = f"{exc.param}: {message}"
+    return error_body(exc.status, message, exc.code, request_id)
 
 
 def error_from_chat(error: Any) -> dict[str, Any]:

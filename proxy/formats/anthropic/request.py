@@ -12,8 +12,9 @@ Request mapping:
 * ``system`` and ``developer`` messages are joined (blank line between) into
   the top-level ``system`` string, wherever they appear in the conversation.
 * ``max_tokens`` is always sent: the request's ``max_completion_tokens`` or
-  ``max_tokens``, else :data:`DEFAULT_MAX_TOKENS` (4096), or the model's
-  configured ``max_tokens`` if that is lower. The configured value is a limit
+  ``max_tokens``, else the model's ``default_max_tokens``, else
+  :data:`DEFAULT_MAX_TOKENS` (4096), or the model's configured ``max_tokens``
+  if that is lower. The configured value is a limit
   on what callers may ask for, not a default: models are often configured
   with their context size, which Anthropic refuses as an output limit.
 * ``stop`` becomes ``stop_sequences`` (a list); ``temperature``, ``top_p`` and
@@ -163,7 +164,8 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
 
 
 def max_tokens_for(body: dict[str, Any], model: "ModelConfig") -> int:
-    """The request's token limit, else :data:`DEFAULT_MAX_TOKENS` capped by the model's limit.
+    """The request's token limit, else the model's ``default_max_tokens``, else
+    :data:`DEFAULT_MAX_TOKENS` capped by the model's limit.
 
     The model's configured ``max_tokens`` is the most a caller may ask for, not
     what to ask for when the caller says nothing. A limit that is not a whole
@@ -173,6 +175,8 @@ def max_tokens_for(body: dict[str, Any], model: "ModelConfig") -> int:
         value = body.get(field)
         if value is not None:
             return _token_limit(value, field)
+    if model.default_max_tokens is not None:
+        return model.default_max_tokens
     return min(model.max_tokens, DEFAULT_MAX_TOKENS) if model.max_tokens else DEFAULT_MAX_TOKENS
 
 

@@ -14,6 +14,7 @@ from proxy.formats.anthropic.errors import (
     error_body_for,
     error_from_chat,
     error_type_for,
+    status_for,
 )
 
 STATUS_TYPES = [
@@ -91,3 +92,18 @@ def test_a_gateway_error_keeps_its_message_and_only_adds_a_request_id_when_given
 def test_a_chat_error_chunk_becomes_an_error_event(error: Any, expected: tuple[str, str]) -> None:
     event = error_from_chat(error)
     assert (event["type"], event["error"]["type"], event["error"]["message"]) == ("error", *expected)
+
+
+@pytest.mark.parametrize("status,code,expected", [
+    (503, None, 529), (503, ErrorCode.NO_HEALTHY_UPSTREAM, 529), (502, ErrorCode.UPSTREAM_UNAVAILABLE, 529),
+    (529, None, 529), (502, ErrorCode.UPSTREAM_ERROR, 502), (500, None, 500), (504, None, 504),
+    (429, ErrorCode.GATEWAY_OVERLOADED, 429), (400, None, 400),
+])
+def test_overloaded_errors_get_anthropics_529(status: int, code: str | None, expected: int) -> None:
+    assert status_for(status, code) == expected
+
+
+def test_the_field_a_message_does_not_name_goes_in_front_of_it() -> None:
+    exc = GatewayError(400, "Tools of this type cannot be sent to this model.", param="tools[0].type",
+                       code=ErrorCode.UNSUPPORTED_PARAMETER)
+    assert error_body_for(exc)["error"]["message"] == "tools[0].type: Tools of this type cannot be sent to this model."
