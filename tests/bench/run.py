@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--measure", type=float, help="seconds per measured plain-load run (overrides the plan)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs) and print it")
     parser.add_argument("--no-ledger", action="store_true", help="run the gateway without the SQLite usage ledger")
+    parser.add_argument("--tracing", action="store_true",
+                        help="export OpenTelemetry traces (to a sink on the bench upstream)")
     parser.add_argument("--messages", action="store_true",
                         help="also measure POST /v1/messages (native and translated) against chat completions")
     parser.add_argument("--only-messages", action="store_true",
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every phase and print the table; returns the exit code (130 when aborted)."""
     args = parse_args(argv)
     servers.WITH_LEDGER = not args.no_ledger
+    servers.WITH_TRACING = args.tracing
     servers.LIMITS_BACKEND = None if args.no_limits else ("redis" if args.redis_limits else "memory")
     plan = QUICK if args.quick else FULL
     if args.measure:
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"meta": {"quick": args.quick, "plan": plan.as_dict(), "cpus": os.cpu_count(),
                               "nofile": nofile, "python": sys.version.split()[0],
                               "loadavg_before": os.getloadavg()[0], "ledger": servers.WITH_LEDGER,
-                              "limits": servers.LIMITS_BACKEND}}
+                              "limits": servers.LIMITS_BACKEND, "tracing": servers.WITH_TRACING}}
     try:
         upstream = start_upstream(procs, plan.stream_chunks, plan.stream_delay_ms)
         floor = start_floor(procs, upstream)

@@ -30,6 +30,8 @@ LIMITS_BACKEND: str | None = "memory"
 """Where the bench key's limits are counted: ``memory`` (the default), ``redis`` (``--redis-limits``,
 the Redis at 127.0.0.1:6379) or None (``--no-limits``: the key has no limits)."""
 REDIS_URL = "redis://127.0.0.1:6379/0"
+WITH_TRACING = False
+"""Whether the gateway exports OpenTelemetry traces (``--tracing``; to the bench upstream's ``/v1/traces``)."""
 BENCH_LIMITS = {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000, "max_parallel": 100_000,
                 "budget": {"usd": 100_000, "period": "day"}}
 """Limits the load never reaches, so every request is checked, reserved and settled and none refused."""
@@ -113,7 +115,8 @@ def gateway_config(upstream: Server, metrics_port: int, workers: int = 1,
         },
         "routing": {"default_provider": "bench", "default_model": MODEL},
         "caching": {"enabled": True},
-        "monitoring": {"metrics_enabled": True, "prometheus_port": metrics_port, "log_level": "INFO"},
+        "monitoring": {"metrics_enabled": True, "prometheus_port": metrics_port, "log_level": "INFO",
+                       **({"tracing": {"otlp_endpoint": upstream.url + "/v1/traces"}} if WITH_TRACING else {})},
         "auth": {"keys": [{"name": "bench", "key": API_KEY,
                            **({"limits": BENCH_LIMITS} if LIMITS_BACKEND else {})}]},
         **({"usage": {"database": "sqlite:///usage.db"}} if WITH_LEDGER else {}),

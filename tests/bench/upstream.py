@@ -85,6 +85,11 @@ def make_app(chunks: int, delay_ms: float) -> web.Application:
         return web.Response(body=MESSAGE, content_type="application/json")
 
     app = web.Application()
+    async def traces(request: web.Request) -> web.Response:
+        await request.read()  # an OTLP/HTTP collector that keeps nothing (--tracing)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app.router.add_post("/v1/traces", traces)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/messages", messages)
     return app
