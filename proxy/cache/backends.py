@@ -135,8 +135,12 @@ class RedisCache:
             log_event("cache_recovered", backend="redis")
 
     async def close(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
+        """Close the connection pool (for at most 5 s: a stop never waits on Redis for long)."""
+        try:
+            async with asyncio.timeout(5.0):
+                await self._client.aclose()
+        except TimeoutError:
+            pass
 
 
 def _redis_error() -> type[Exception]:

@@ -20,6 +20,7 @@ takes nothing more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any, Iterable
@@ -32,6 +33,7 @@ from proxy.observability.logs import log_event
 KEY_PREFIX = "llm-gateway:limits:"
 RETRY_AFTER_FAILURE = 1.0
 """Seconds Redis is left alone after a failure before it is tried again."""
+CLOSE_TIMEOUT = 5.0
 SETTLE_BATCH = 200
 MAX_PENDING_SETTLES = 100_000
 """Settles waiting for Redis beyond this are dropped (their reservations then lapse)."""
@@ -368,19 +370,22 @@ class RedisLimits:
             log_event("limits_recovered", backend="redis")
 
     async def close(self) -> None:
-        """Send what is queued (briefly), stop the flusher and close the connections."""
-        if self._pending:
-            try:
-                await asyncio.wait_for(self.flush(), timeout=2.0)
-            except asyncio.TimeoutError:
-                pass
-        if self._flusher is not None:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
-        await self._client.aclose()
+        """Send what is queued (for at most 2 s), stop the flusher and close the connections
+        (for at most :data:`CLOSE_TIMEOUT` in all: a stop never waits on Redis for long)."""
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                if self._pending:
+                    try:
+                        await asyncio.wait_for(self.flush(), timeout=2.0)
+                    except asyncio.TimeoutError:
+                        pass
+                if self._flusher is not None:
+                    self._flusher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._flusher
+                await self._client.aclose()
+        except TimeoutError:
+            log_event("limits_close_timeout", logging.WARNING, pending=len(self._pending))
 
 
 def _or_none(value: int | None) -> int:
