@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any, AsyncIterator, Callable, Mapping
 
 from aiohttp import web
@@ -14,7 +13,7 @@ from proxy.cache.store import RESPONSE_CACHE, ResponseCache
 from proxy.config import GatewayConfig
 from proxy.config.reload import WATCHER, ConfigWatcher
 from proxy.lifecycle import LIFECYCLE, Lifecycle
-from proxy.limits.limiter import LIMITER, Limiter, follow_budget_levels
+from proxy.limits.limiter import LIMITER, Limiter, follow_budget_levels, stop_following
 from proxy.limits.rebuild import restore_budgets
 from proxy.limits.stage import LimitsSettler
 from proxy.observability.metrics import METRICS, install_metrics
@@ -142,9 +141,7 @@ def limits_context(config: GatewayConfig) -> Callable[[web.Application], AsyncIt
             metrics.follow_limits(limiter)
         follower = asyncio.get_running_loop().create_task(follow_budget_levels(app, limiter))
         yield
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        await stop_following(limiter, follower)
         await limiter.close()
 
     return context

@@ -39,6 +39,7 @@ class Limiter:
         self._periods: dict[str, tuple[str, float, float | None]] = {}
         self.levels: dict[tuple[str, str], tuple[float, float]] = {}  # (scope, name) -> (spent, limit) USD
         self.backend_errors = 0
+        self.closing = False
         self.on_backend_error: Callable[[], None] | None = None
 
     @classmethod
@@ -133,9 +134,16 @@ async def follow_budget_levels(app: web.Application, limiter: Limiter) -> None:
     """Read every budget's level every :data:`LEVELS_INTERVAL` seconds, for as long as the app runs."""
     from proxy.state import STATE
 
-    while True:
+    while not limiter.closing:  # checked as well as cancelled: a client library may swallow a cancel
         holder = app.get(STATE)
         if holder is not None:
             with contextlib.suppress(Exception):  # a failing backend is counted and logged by itself
                 await limiter.refresh_levels(holder.current.config)
         await asyncio.sleep(LEVELS_INTERVAL)
+
+
+async def stop_following(limiter: Limiter, follower: "asyncio.Task[None]") -> None:
+    """Stop :func:`follow_budget_levels`, waiting for it at most 2 seconds."""
+    limiter.closing = True
+    follower.cancel()
+    await asyncio.wait({follower}, timeout=2.0)
