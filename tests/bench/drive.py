@@ -48,26 +48,31 @@ class Driver:
 
     def _bodies(self, unique: bool, model: str | None = None) -> loadgen.BodyFactory:
         if unique:
-            return loadgen.unique_bodies(model or self.model)
-        fixed = loadgen.chat_body("bench hit", model or self.model)
+            return loadgen.unique_bodies(self.model if model is None else model)
+        fixed = loadgen.chat_body("bench hit", self.model if model is None else model)
         return lambda: fixed
 
     def run(self, url: str, concurrency: int, seconds: float, unique: bool = True,
-            warmup: float = 0.0, model: str | None = None) -> LoadResult:
+            warmup: float = 0.0, model: str | None = None,
+            headers: dict[str, str] | None = None) -> LoadResult:
         """A warm-up (discarded) then a measured run of ``seconds`` at ``concurrency``.
 
         The body (``{"model", "max_tokens", "messages"}``, valid for Chat Completions and the
         Messages API alike) names ``model`` (default: the driver's) and goes to ``url``'s path.
         """
         if warmup > 0:
-            self._run(url, concurrency, warmup, unique, model)
-        return self._run(url, concurrency, seconds, unique, model)
+            self._run(url, concurrency, warmup, unique, model, headers)
+        return self._run(url, concurrency, seconds, unique, model, headers)
 
-    def _run(self, url: str, concurrency: int, seconds: float, unique: bool, model: str | None = None) -> LoadResult:
+    def _run(self, url: str, concurrency: int, seconds: float, unique: bool, model: str | None = None,
+             headers: dict[str, str] | None = None) -> LoadResult:
         if self.use_wrk:
-            script = wrk.write_script(self.workdir, self.key, model or self.model, unique, path=urlsplit(url).path)
+            script = wrk.write_script(self.workdir, self.key, self.model if model is None else model, unique,
+                                      path=urlsplit(url).path,
+                                      headers=headers)
             return wrk.run(url, script, concurrency, seconds, threads=self._threads(concurrency))
-        return asyncio.run(loadgen.plain_load(url, self._bodies(unique, model), self.key, concurrency, seconds))
+        return asyncio.run(loadgen.plain_load(url, self._bodies(unique, model), self.key, concurrency, seconds,
+                                              extra_headers=headers))
 
     def count(self, url: str, concurrency: int, requests: int, max_seconds: float) -> LoadResult:
         """About ``requests`` unique requests (fewer if ``max_seconds`` runs out first).

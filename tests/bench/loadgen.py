@@ -29,8 +29,8 @@ BodyFactory = Callable[[], bytes]
 
 def chat_body(content: str, model: str, **extra: object) -> bytes:
     """A chat completion request body."""
-    return orjson.dumps({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": content}],
-                         **extra})
+    body: dict[str, object] = {"model": model} if model else {}  # no model: routed by its task type
+    return orjson.dumps({**body, "max_tokens": 64, "messages": [{"role": "user", "content": content}], **extra})
 
 
 def unique_bodies(model: str, **extra: object) -> BodyFactory:
@@ -51,11 +51,12 @@ def _session(limit: int, timeout_s: float) -> aiohttp.ClientSession:
 
 
 async def plain_load(url: str, bodies: BodyFactory, key: str, concurrency: int, seconds: float,
-                     max_requests: int = 10_000_000, timeout_s: float = 10.0) -> LoadResult:
+                     max_requests: int = 10_000_000, timeout_s: float = 10.0,
+                     extra_headers: dict[str, str] | None = None) -> LoadResult:
     """``concurrency`` clients posting back to back until ``seconds`` pass or ``max_requests`` are sent."""
     latencies: list[float] = []
     counts = {"sent": 0, "non2xx": 0, "socket": 0}
-    headers = headers_for(key)
+    headers = {**headers_for(key), **(extra_headers or {})}
     async with _session(concurrency, timeout_s) as session:
         started = time.perf_counter()
         deadline = started + seconds

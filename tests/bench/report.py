@@ -75,7 +75,29 @@ def rows(r: dict[str, Any]) -> list[Row]:
     out.append(("stream total p50 (ms)", *_each(st, "total_p50_ms"), ""))
     out.append(("all streams done, per round (s)", *_each(st, "wall_s_mean"), ""))
     out += _cache_rows(r, c) + _rss_error_rows(r) + _leak_rows(r) + _held_rows(r) + _workers_rows(r, c)
-    out += _admission_rows(r) + _messages_rows(r, c)
+    out += _admission_rows(r) + _messages_rows(r, c) + _routing_rows(r, c)
+    return out
+
+
+def routing_figures(r: dict[str, Any]) -> dict[str, Any]:
+    """The routing phase's comparison: what the cheapest rule adds over the one-model rule."""
+    g = r.get("routing") or {}
+    high = next((label for label in g if label != "c1"), "")
+    return {"cpu_us": _diff(_get(g, high, "cheapest", "cpu_us"), _get(g, high, "single", "cpu_us")),
+            "p50_ms": _diff(_get(g, "c1", "cheapest", "p50_ms"), _get(g, "c1", "single", "p50_ms"))}
+
+
+def _routing_rows(r: dict[str, Any], c: int) -> list[Row]:
+    g = r.get("routing")
+    if not g:
+        return []
+    high = f"c{c}"
+    figures = routing_figures(r)
+    out: list[Row] = [("-- routing rules (plain, unique)", "c=1 p50", f"c={c} rps", "CPU us/req", "")]
+    for name in ("single", "cheapest"):
+        out.append((f"{name} rule", _get(g, "c1", name, "p50_ms"), _get(g, high, name, "rps"),
+                    _get(g, high, name, "cpu_us"), ""))
+    out.append(("cheapest over single", figures["p50_ms"], None, figures["cpu_us"], "us of CPU per request"))
     return out
 
 
@@ -241,6 +263,10 @@ def budgets(r: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
          check(native_share, native_share is not None and native_share >= 0.9),
          f"{native_share * 100:.0f}%" if native_share is not None else "-"),
     ]
+    routed = routing_figures(r)["cpu_us"] if r.get("routing") else None
+    if r.get("routing"):
+        extra.append(("cheapest rule adds <= 20 us of CPU a request", check(routed, routed is not None
+                      and routed <= 20), f"{fmt(routed)} us"))
     return [
         ("added latency p50 at c=1 <= 0.5 ms", check(added50, added50 is not None and added50 <= 0.5),
          f"{fmt(added50)} ms"),

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests.bench import messages, phases, report, servers, wrk
+from tests.bench import messages, phases, report, routing, servers, wrk
 from tests.bench.drive import Driver
 from tests.bench.plan import FULL, QUICK
 from tests.bench.procs import Procs, raise_nofile_limit
@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--measure", type=float, help="seconds per measured plain-load run (overrides the plan)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs) and print it")
     parser.add_argument("--no-ledger", action="store_true", help="run the gateway without the SQLite usage ledger")
+    parser.add_argument("--routing", action="store_true",
+                        help="add the routing phase: a two-candidate cheapest rule against a one-model rule")
     parser.add_argument("--tracing", action="store_true",
                         help="export OpenTelemetry traces (to a sink on the bench upstream)")
     parser.add_argument("--messages", action="store_true",
@@ -103,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             phases.plain_phase(bench, "c32", plan.high_concurrency, ("direct", "floor", "gateway"))
         if args.messages or args.only_messages:
             messages.messages_phase(bench)
+        if args.routing:
+            routing.routing_phase(bench)
         if not args.only_messages:
             phases.streams_phase(bench)
             phases.cache_phase(bench)

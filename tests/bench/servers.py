@@ -107,13 +107,19 @@ def gateway_config(upstream: Server, metrics_port: int, workers: int = 1,
         "api": api,
         "providers": {
             "bench": {"type": "openai", "api_key": "sk-bench-upstream", "base_url": upstream.url + "/v1",
-                      "models": {MODEL: {"pricing": {"input": 2.5, "output": 10, "cached_input": 1.25}}}},
+                      "models": {MODEL: {"pricing": {"input": 2.5, "output": 10, "cached_input": 1.25}},
+                                 # the routing phase's dearer candidate (unused by the other phases)
+                                 "bench-model-dear": {"upstream_model": MODEL,
+                                                      "pricing": {"input": 10, "output": 30}}}},
             # the Messages phase's native path (unused by the other phases)
             "bench-anthropic": {"type": "anthropic", "api_key": "sk-bench-upstream", "base_url": upstream.url,
                                 "models": {MESSAGES_MODEL: {"pricing": {"input": 3, "output": 15,
                                                                         "cached_input": 0.3}}}},
         },
-        "routing": {"default_provider": "bench", "default_model": MODEL},
+        "routing": {"default_provider": "bench", "default_model": MODEL, "routing_rules": [
+            {"task_type": "bench-single", "provider": "bench", "model": MODEL},
+            {"task_type": "bench-cheapest", "models": [f"bench/{MODEL}", "bench/bench-model-dear"],
+             "strategy": "cheapest"}]},
         "caching": {"enabled": True},
         "monitoring": {"metrics_enabled": True, "prometheus_port": metrics_port, "log_level": "INFO",
                        **({"tracing": {"otlp_endpoint": upstream.url + "/v1/traces"}} if WITH_TRACING else {})},

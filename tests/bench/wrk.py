@@ -20,8 +20,8 @@ from tests.bench.stats import LoadResult
 LUA = r"""
 local nonce = "%(nonce)s"
 local unique = %(unique)s
-local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(key)s"}
-local head = '{"model":"%(model)s","max_tokens":64,"messages":[{"role":"user","content":"bench '
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %(key)s"%(extra)s}
+local head = '{%(model_field)s"max_tokens":64,"messages":[{"role":"user","content":"bench '
 local tail = '"}]}'
 local counter = 0
 local fixed = nil
@@ -58,10 +58,11 @@ def available() -> bool:
 
 
 def write_script(directory: Path, key: str, model: str, unique: bool,
-                 path: str = "/v1/chat/completions") -> Path:
+                 path: str = "/v1/chat/completions", headers: dict[str, str] | None = None) -> Path:
     """A Lua script for one run (a fresh nonce, so no run can hit another's cache entries)."""
     text = LUA % {"nonce": uuid.uuid4().hex[:12], "unique": "true" if unique else "false",
-                  "key": key, "model": model, "path": path}
+                  "key": key, "model_field": f'"model":"{model}",' if model else "", "path": path,
+                  "extra": "".join(f', ["{name}"] = "{value}"' for name, value in (headers or {}).items())}
     script = directory / f"wrk-{uuid.uuid4().hex[:8]}.lua"
     script.write_text(text)
     return script
