@@ -35,7 +35,7 @@ class Limiter:
 
     def __init__(self, backend: "MemoryLimits | RedisLimits") -> None:
         self.backend = backend
-        self._scopes: dict[tuple[int, str], tuple[tuple[Scope, ...], float | None]] = {}
+        self._scopes: dict[str, tuple[GatewayConfig, tuple[Scope, ...], float | None]] = {}
         self._periods: dict[str, tuple[str, float, float | None]] = {}
         self.levels: dict[tuple[str, str], tuple[float, float]] = {}  # (scope, name) -> (spent, limit) USD
         self.backend_errors = 0
@@ -67,17 +67,17 @@ class Limiter:
     def scopes_for(self, config: GatewayConfig, key: "AuthKey") -> tuple[Scope, ...]:
         """The key's and its team's scopes that have limits, with their budget periods as of now.
 
-        Cached per config and key until the first of their budget periods ends.
+        Cached per key for the config in force (compared by identity, so a reloaded config
+        is never served another's limits) until the first of their budget periods ends.
         """
-        cache_key = (id(config), key.name)
-        cached = self._scopes.get(cache_key)
-        if cached is not None and (cached[1] is None or time.time() < cached[1]):
-            return cached[0]
+        cached = self._scopes.get(key.name)
+        if cached is not None and cached[0] is config and (cached[2] is None or time.time() < cached[2]):
+            return cached[1]
         if len(self._scopes) > 10_000:
             self._scopes.clear()
         scopes = tuple(self._with_period(scope) for scope in _configured_scopes(config, key))
         ends = [scope.period[2] for scope in scopes if scope.period is not None and scope.period[2] is not None]
-        self._scopes[cache_key] = (scopes, min(ends) if ends else None)
+        self._scopes[key.name] = (config, scopes, min(ends) if ends else None)
         return scopes
 
     def all_scopes(self, config: GatewayConfig) -> list[Scope]:
