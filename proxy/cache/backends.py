@@ -9,17 +9,15 @@ second, then tries again, and says so when Redis is back.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Callable
 
 from lru import LRU
 
 from proxy.config import CachingConfig
-from proxy.observability.logs import log_event
+from proxy.redis_outage import RedisOutage
 
 KEY_PREFIX = "llmgw:v1:"
-RETRY_AFTER_FAILURE = 1.0
 
 
 class MemoryCache:
@@ -88,14 +86,12 @@ class RedisCache:
         self._client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False,
             health_check_interval=0)
-        self._down_until = 0.0
-        self._down = False
-        self._on_error = on_error
+        self._outage = RedisOutage("cache", "answering uncached until Redis is back", on_error)
 
     @property
     def available(self) -> bool:
         """False while Redis is considered down (then requests go uncached)."""
-        return not self._down or time.monotonic() >= self._down_until
+        return self._outage.available
 
     async def get(self, key: str) -> bytes | None:
         """The value, or ``None`` on a miss or any Redis trouble."""
@@ -104,9 +100,9 @@ class RedisCache:
         try:
             value = await self._client.get(KEY_PREFIX + key)
         except (_redis_error(), OSError, asyncio.TimeoutError) as exc:
-            self._failed(exc)
+            self._outage.failed(exc)
             return None
-        self._recovered()
+        self._outage.recovered()
         return value
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
@@ -116,23 +112,9 @@ class RedisCache:
         try:
             await self._client.set(KEY_PREFIX + key, value, px=max(1, int(ttl * 1000)))
         except (_redis_error(), OSError, asyncio.TimeoutError) as exc:
-            self._failed(exc)
+            self._outage.failed(exc)
             return
-        self._recovered()
-
-    def _failed(self, exc: BaseException) -> None:
-        if self._on_error is not None:
-            self._on_error()
-        self._down_until = time.monotonic() + RETRY_AFTER_FAILURE
-        if not self._down:
-            self._down = True
-            log_event("cache_unavailable", logging.WARNING, backend="redis",
-                      error=type(exc).__name__, note="answering uncached until Redis is back")
-
-    def _recovered(self) -> None:
-        if self._down:
-            self._down = False
-            log_event("cache_recovered", backend="redis")
+        self._outage.recovered()
 
     async def close(self) -> None:
         """Close the connection pool (for at most 5 s: a stop never waits on Redis for long)."""

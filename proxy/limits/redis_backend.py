@@ -29,10 +29,9 @@ from proxy.limits.demand import Demand
 from proxy.limits.model import LimitsUnavailable, Reading, Refusal, Reservation, Scope
 from proxy.limits.windows import KEEP_SECONDS
 from proxy.observability.logs import log_event
+from proxy.redis_outage import RETRY_AFTER_FAILURE, RedisOutage
 
 KEY_PREFIX = "llm-gateway:limits:"
-RETRY_AFTER_FAILURE = 1.0
-"""Seconds Redis is left alone after a failure before it is tried again."""
 CLOSE_TIMEOUT = 5.0
 SETTLE_BATCH = 200
 MAX_PENDING_SETTLES = 100_000
@@ -242,9 +241,8 @@ class RedisLimits:
         self._settle = self._client.register_script(SETTLE_LUA)
         self._read = self._client.register_script(READ_LUA)
         self.lapse = lapse
-        self._down = False
-        self._down_until = 0.0
-        self._on_error = on_error
+        self._outage = RedisOutage("limits", "limits.on_backend_error applies until Redis answers again",
+                                   on_error)
         self._pending: list[tuple[list[str], list[Any]]] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -253,7 +251,7 @@ class RedisLimits:
     @property
     def available(self) -> bool:
         """False while Redis is considered down."""
-        return not self._down or time.monotonic() >= self._down_until
+        return self._outage.available
 
     async def reserve(self, scopes: tuple[Scope, ...], demand: Demand,
                       reservation_id: str) -> Reservation | Refusal:
@@ -331,9 +329,9 @@ class RedisLimits:
                         await self._settle(keys=keys, args=args, client=pipe)
                     await pipe.execute()
             except Exception as exc:  # noqa: BLE001 - any Redis trouble: keep them, try later
-                self._failed(exc)
+                self._outage.failed(exc)
                 return False
-            self._recovered()
+            self._outage.recovered()
             del self._pending[:len(batch)]
         return True
 
@@ -350,24 +348,10 @@ class RedisLimits:
         try:
             reply = await script(keys=keys, args=args)
         except Exception as exc:  # noqa: BLE001 - every Redis failure is the same to the caller
-            self._failed(exc)
+            self._outage.failed(exc)
             raise LimitsUnavailable(type(exc).__name__) from exc
-        self._recovered()
+        self._outage.recovered()
         return reply
-
-    def _failed(self, exc: BaseException) -> None:
-        if self._on_error is not None:
-            self._on_error()
-        self._down_until = time.monotonic() + RETRY_AFTER_FAILURE
-        if not self._down:
-            self._down = True
-            log_event("limits_unavailable", logging.WARNING, backend="redis", error=type(exc).__name__,
-                      note="limits.on_backend_error applies until Redis answers again")
-
-    def _recovered(self) -> None:
-        if self._down:
-            self._down = False
-            log_event("limits_recovered", backend="redis")
 
     async def close(self) -> None:
         """Send what is queued (for at most 2 s), stop the flusher and close the connections
