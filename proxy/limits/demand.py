@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from proxy.config import ModelConfig
+from proxy.upstream.forwarding import requested_max_tokens
 
 USD_UNITS = 10**10
 """Budget units per US dollar."""
@@ -23,7 +24,6 @@ BYTES_PER_TOKEN_ESTIMATE = 3
 """A prompt is estimated at one token per 3 bytes of request body: more than the
 tokenisers give for English and code (about 4 characters a token), about right for
 scripts with multi-byte characters; the reservation is settled from real usage."""
-OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +37,6 @@ class Demand:
 def estimate_prompt_tokens(body_bytes: int) -> int:
     """The prompt's estimated tokens from the request body's size."""
     return body_bytes // BYTES_PER_TOKEN_ESTIMATE + 1
-
-
-def requested_output(body: dict[str, Any]) -> int | None:
-    """The largest output the body asks for (``max_tokens`` or ``max_completion_tokens``)."""
-    best = None
-    for name in OUTPUT_FIELDS:
-        value = body.get(name)
-        if type(value) is int and (best is None or value > best):
-            best = value
-    return best
 
 
 def usd_to_units(usd: float | None) -> int:
@@ -63,7 +53,7 @@ def request_demand(body: dict[str, Any], body_bytes: int, plan: Sequence[ModelCo
                    endpoint: str, reserve_output: int) -> Demand:
     """The most a request for ``plan`` (primary first, then fallbacks) may use."""
     prompt = body_bytes // BYTES_PER_TOKEN_ESTIMATE + 1
-    asked = requested_output(body) if endpoint != "embeddings" else 0
+    asked = requested_max_tokens(body) if endpoint != "embeddings" else 0
     tokens = 0
     worst = 0
     priced = True

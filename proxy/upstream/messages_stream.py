@@ -78,17 +78,23 @@ async def relay_native_stream(request: web.Request, ctx: RequestContext,
             await _shutdown_event(request, response)
             raise
         else:
-            charge(ctx, stream.usage)
-            charged = True
-            message = assembler.message() if assembler is not None else None
-            if message is not None:
-                store_answer(request, ctx, orjson.dumps(message))
+            charged = _charge_and_store(request, ctx, stream, assembler)
         await response.write_eof()
         return response
     finally:
         await stream.aclose()
         if not charged:  # cut or cancelled: price what the upstream reported so far
             charge(ctx, stream.usage)
+
+
+def _charge_and_store(request: web.Request, ctx: RequestContext, stream: ChatStream,
+                      assembler: MessageAssembler | None) -> bool:
+    """A stream that ended cleanly: price its usage and cache the assembled message; True (charged)."""
+    charge(ctx, stream.usage)
+    message = assembler.message() if assembler is not None else None
+    if message is not None:
+        store_answer(request, ctx, orjson.dumps(message))
+    return True
 
 
 async def _copy_native(response: web.StreamResponse, first: list[bytes], stream: ChatStream,
@@ -173,11 +179,7 @@ async def relay_translated_stream(request: web.Request, ctx: RequestContext,
             if not clean:  # the upstream's own error chunk ended the stream with an error event
                 ctx.error = ErrorCode.UPSTREAM_ERROR
             else:
-                charge(ctx, stream.usage)
-                charged = True
-                message = assembler.message() if assembler is not None else None
-                if message is not None:
-                    store_answer(request, ctx, orjson.dumps(message))
+                charged = _charge_and_store(request, ctx, stream, assembler)
         await response.write_eof()
         return response
     finally:
